@@ -1,0 +1,1 @@
+"""keyclass's custom TFX components and the Trainer module."""

@@ -1,0 +1,1 @@
+"""The Trainer module: data input, backbones, training phases, export and Grad-CAM."""

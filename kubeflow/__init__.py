@@ -1,0 +1,1 @@
+"""Compiling and scheduling the keyclass pipeline on Kubeflow Pipelines."""

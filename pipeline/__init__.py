@@ -1,0 +1,1 @@
+"""keyclass's pipeline: configuration, the TFX pipeline factory, runners and the CLI."""

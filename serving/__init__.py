@@ -1,0 +1,1 @@
+"""Serving keyclass models: TF Serving deployment files, clients and in-process prediction."""
