@@ -22,14 +22,16 @@ import json
 import os
 import re
 import typing
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import yaml
 
 KNOWN_ENGINES = ("bing", "google")
 SOURCE_KINDS = ("bing", "google", "urls", "folder")
-BACKBONES = ("resnet50", "efficientnet_lite0")
+# "tiny" is a small CNN on the same code path, for tests and smoke runs.
+BACKBONES = ("resnet50", "efficientnet_lite0", "tiny")
 BEAM_RUNNERS = ("direct", "dataflow", "flink")
 
 

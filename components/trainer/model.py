@@ -55,4 +55,3 @@ def build_classifier(
 def set_backbone_trainable(clf: Classifier, trainable: bool) -> None:
     """Freeze (phase 1) or unfreeze (phase 2) the backbone."""
     clf.base.trainable = trainable
-

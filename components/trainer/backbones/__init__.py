@@ -44,7 +44,9 @@ def _resnet50(image_size: int, weights: str) -> Backbone:
         if path.name == RESNET50_NOTOP_FILE or path.suffix == ".h5":
             digest = hashlib.md5(path.read_bytes()).hexdigest()  # noqa: S324 - Keras publishes md5
             if path.name == RESNET50_NOTOP_FILE and digest != RESNET50_NOTOP_MD5:
-                raise ValueError(f"weights {path}: md5 {digest} is not Keras' {RESNET50_NOTOP_MD5}; the file is damaged")
+                raise ValueError(
+                    f"weights {path}: md5 {digest} is not Keras' {RESNET50_NOTOP_MD5}; the file is damaged"
+                )
         base.load_weights(str(path))
     features = base(x)
     model = keras.Model(inputs, features, name="resnet50_backbone")
@@ -59,7 +61,23 @@ def _efficientnet_lite0(image_size: int, weights: str) -> Backbone:
     return Backbone("efficientnet_lite0", model, lite0.LAST_CONV_LAYER)
 
 
-_BUILDERS = {"resnet50": _resnet50, "efficientnet_lite0": _efficientnet_lite0}
+def _tiny(image_size: int, weights: str) -> Backbone:
+    """A four-block CNN with BatchNorm: the real code path at a fraction of the cost."""
+    if weights == "imagenet":
+        raise ValueError("backbone tiny has no ImageNet weights; use weights none or a file")
+    inputs = keras.Input((image_size, image_size, 3), name="pixels")
+    x = keras.layers.Rescaling(1.0 / 127.5, offset=-1.0)(inputs)
+    for i, filters in enumerate((16, 32, 64, 64)):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"conv{i}")(x)
+        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name="last_conv" if i == 3 else f"relu{i}")(x)
+    model = keras.Model(inputs, x, name="tiny_backbone")
+    if weights not in ("imagenet", "none"):
+        model.load_weights(str(Path(weights).expanduser()))
+    return Backbone("tiny", model, "last_conv")
+
+
+_BUILDERS = {"resnet50": _resnet50, "efficientnet_lite0": _efficientnet_lite0, "tiny": _tiny}
 
 
 def build_backbone(name: str, image_size: int, weights: str = "imagenet") -> Backbone:

@@ -1,0 +1,1 @@
+"""An atomic filesystem Pusher: TFX's Pusher with a version directory that appears whole."""

@@ -1,0 +1,93 @@
+"""Pusher executor that publishes a blessed model atomically in TF Serving's layout.
+
+TF Serving polls ``<base>/<version>/`` and loads a version as soon as the directory
+exists. TFX's stock Pusher copies straight into that directory (``saved_model.pb``
+last), so a poll during the copy can still see a half-written version. This executor
+copies into a hidden temporary directory beside it, ``saved_model.pb`` last, and then
+renames it into place, so the version appears whole or not at all. Versions are
+integers that only grow, even when two pushes happen within the same second.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+from typing import Any
+
+from absl import logging
+from tfx import types
+from tfx.components.pusher import executor as tfx_pusher_executor
+from tfx.dsl.io import fileio
+from tfx.proto import pusher_pb2
+from tfx.types import artifact_utils, standard_component_specs
+from tfx.utils import io_utils, proto_utils
+
+SAVED_MODEL_PB = "saved_model.pb"
+
+
+def existing_versions(base_directory: str) -> list[int]:
+    """Integer version directories under ``base_directory`` (hidden temp dirs ignored)."""
+    if not fileio.exists(base_directory):
+        return []
+    out = []
+    for name in fileio.listdir(base_directory):
+        name = name.rstrip("/")
+        if name.isdigit():
+            out.append(int(name))
+    return sorted(out)
+
+
+def next_version(base_directory: str, now: float | None = None) -> int:
+    """The unix time in seconds, or one past the newest existing version if that is later."""
+    stamp = int(now if now is not None else time.time())
+    versions = existing_versions(base_directory)
+    return max([stamp] + [v + 1 for v in versions])
+
+
+def push_atomically(model_path: str, base_directory: str, version: int) -> str:
+    """Copy ``model_path`` to ``base_directory/version`` via a temp dir and one rename."""
+    final = os.path.join(base_directory, str(version))
+    if fileio.exists(final):
+        raise FileExistsError(f"push: {final} already exists; refusing to overwrite a served version")
+    fileio.makedirs(base_directory)
+    tmp = os.path.join(base_directory, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    try:
+        io_utils.copy_dir(model_path, tmp, deny_regex_patterns=[r"saved_model\.pb"])
+        pb = os.path.join(model_path, SAVED_MODEL_PB)
+        if not fileio.exists(pb):
+            raise FileNotFoundError(f"push: {model_path} holds no {SAVED_MODEL_PB}")
+        io_utils.copy_file(pb, os.path.join(tmp, SAVED_MODEL_PB))
+        fileio.rename(tmp, final)
+    finally:
+        if fileio.exists(tmp):
+            fileio.rmtree(tmp)
+    return final
+
+
+class Executor(tfx_pusher_executor.Executor):
+    """TFX Pusher semantics (blessing check, pushed_model artifact) with an atomic push."""
+
+    def Do(
+        self,
+        input_dict: dict[str, list[types.Artifact]],
+        output_dict: dict[str, list[types.Artifact]],
+        exec_properties: dict[str, Any],
+    ) -> None:
+        self._log_startup(input_dict, output_dict, exec_properties)
+        model_push = artifact_utils.get_single_instance(output_dict[standard_component_specs.PUSHED_MODEL_KEY])
+        if not self.CheckBlessing(input_dict):
+            logging.info("Model is not blessed; nothing is pushed and the served version stays as it was.")
+            self._MarkNotPushed(model_push)
+            return
+        model_path = self.GetModelPath(input_dict)
+        destination = pusher_pb2.PushDestination()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], destination)
+        if destination.WhichOneof("destination") != "filesystem":
+            raise NotImplementedError("keyclass pushes to a filesystem destination (local disk or gs://)")
+        base = destination.filesystem.base_directory
+        version = next_version(base)
+        serving_path = push_atomically(model_path, base, version)
+        logging.info("Model pushed to %s", serving_path)
+        io_utils.copy_dir(model_path, model_push.uri)
+        self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))

@@ -1,0 +1,236 @@
+"""The two training phases, as plain functions.
+
+Phase 1 (transfer learning): backbone frozen, BatchNorm in inference mode, new softmax
+head, Adam, early stopping on validation loss, best weights kept. Phase 2
+(fine-tuning): everything trainable at 1e-5; its result is kept only if its best
+validation loss beats phase 1's, otherwise phase 1's weights are restored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+from tfx.dsl.io import fileio
+
+from components.trainer.model import Classifier, set_backbone_trainable
+
+
+@dataclasses.dataclass
+class PhaseResult:
+    name: str
+    history: dict[str, list[float]]
+    best_val_loss: float
+    best_val_accuracy: float
+    best_epoch: int
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class TrainResult:
+    phase1: PhaseResult
+    phase2: PhaseResult | None
+    kept: str  # "phase1" or "phase2"
+
+    @property
+    def val_loss(self) -> float:
+        return self.phase2.best_val_loss if self.kept == "phase2" else self.phase1.best_val_loss
+
+    @property
+    def val_accuracy(self) -> float:
+        return self.phase2.best_val_accuracy if self.kept == "phase2" else self.phase1.best_val_accuracy
+
+    def to_dict(self) -> dict:
+        return {
+            "phase1": dataclasses.asdict(self.phase1),
+            "phase2": dataclasses.asdict(self.phase2) if self.phase2 else None,
+            "kept": self.kept,
+            "val_loss": self.val_loss,
+            "val_accuracy": self.val_accuracy,
+        }
+
+
+class KeepBest(keras.callbacks.Callback):
+    """Remembers the weights of the epoch with the lowest val_loss and restores them at
+    the end of training, whether or not early stopping fired."""
+
+    def __init__(self):
+        super().__init__()
+        self.best = math.inf
+        self.best_epoch = -1
+        self.best_weights = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        loss = (logs or {}).get("val_loss")
+        if loss is not None and np.isfinite(loss) and loss < self.best:
+            self.best, self.best_epoch = float(loss), epoch
+            self.best_weights = self.model.get_weights()
+
+    def on_train_end(self, logs=None):
+        if self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
+
+
+def _compile(clf: Classifier, learning_rate: float) -> None:
+    clf.model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+    )
+
+
+def _fit(
+    name: str,
+    clf: Classifier,
+    train_ds: tf.data.Dataset,
+    eval_ds: tf.data.Dataset,
+    epochs: int,
+    patience: int,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int,
+) -> PhaseResult:
+    import time
+
+    keep = KeepBest()
+    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=False)
+    t0 = time.perf_counter()
+    hist = clf.model.fit(
+        train_ds, validation_data=eval_ds, epochs=epochs, callbacks=[keep, stop, *callbacks], verbose=verbose
+    )
+    seconds = time.perf_counter() - t0
+    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
+    best_acc = history.get("val_accuracy", [math.nan])[keep.best_epoch] if keep.best_epoch >= 0 else math.nan
+    logging.info("%s: best val_loss %.4f at epoch %d", name, keep.best, keep.best_epoch + 1)
+    return PhaseResult(name, history, keep.best, float(best_acc), keep.best_epoch + 1, seconds)
+
+
+def train_transfer(
+    clf: Classifier,
+    train_ds: tf.data.Dataset,
+    eval_ds: tf.data.Dataset,
+    *,
+    learning_rate: float = 1e-3,
+    max_epochs: int = 100,
+    patience: int = 5,
+    callbacks: list | None = None,
+    verbose: int = 2,
+) -> PhaseResult:
+    """Phase 1: frozen backbone, train the head; best weights by val_loss are kept."""
+    set_backbone_trainable(clf, False)
+    _compile(clf, learning_rate)
+    return _fit("phase1", clf, train_ds, eval_ds, max_epochs, patience, callbacks or [], verbose)
+
+
+def fine_tune(
+    clf: Classifier,
+    train_ds: tf.data.Dataset,
+    eval_ds: tf.data.Dataset,
+    baseline_val_loss: float,
+    *,
+    learning_rate: float = 1e-5,
+    epochs: int = 10,
+    patience: int = 5,
+    callbacks: list | None = None,
+    verbose: int = 2,
+) -> tuple[PhaseResult, bool]:
+    """Phase 2: unfreeze everything at a low rate. Returns (result, kept); when the best
+    fine-tuned val_loss does not beat ``baseline_val_loss`` the weights are restored."""
+    before = clf.model.get_weights()
+    set_backbone_trainable(clf, True)
+    _compile(clf, learning_rate)
+    result = _fit("phase2", clf, train_ds, eval_ds, epochs, patience, callbacks or [], verbose)
+    kept = result.best_val_loss < baseline_val_loss
+    if not kept:
+        clf.model.set_weights(before)
+        logging.info(
+            "phase2: val_loss %.4f does not beat phase1's %.4f; phase 1 weights restored",
+            result.best_val_loss,
+            baseline_val_loss,
+        )
+    set_backbone_trainable(clf, False)
+    return result, kept
+
+
+def train(
+    clf: Classifier,
+    train_ds: tf.data.Dataset,
+    eval_ds: tf.data.Dataset,
+    *,
+    learning_rate: float,
+    max_epochs: int,
+    patience: int,
+    fine_tune_epochs: int,
+    fine_tune_learning_rate: float,
+    log_dir: str | None = None,
+    verbose: int = 2,
+) -> TrainResult:
+    """Both phases; writes TensorBoard logs under ``log_dir/phase{1,2}`` when given."""
+
+    def tb(phase: str) -> list:
+        return [keras.callbacks.TensorBoard(os.path.join(log_dir, phase))] if log_dir else []
+
+    p1 = train_transfer(
+        clf,
+        train_ds,
+        eval_ds,
+        learning_rate=learning_rate,
+        max_epochs=max_epochs,
+        patience=patience,
+        callbacks=tb("phase1"),
+        verbose=verbose,
+    )
+    if fine_tune_epochs <= 0:
+        return TrainResult(p1, None, "phase1")
+    p2, kept = fine_tune(
+        clf,
+        train_ds,
+        eval_ds,
+        p1.best_val_loss,
+        learning_rate=fine_tune_learning_rate,
+        epochs=fine_tune_epochs,
+        patience=patience,
+        callbacks=tb("phase2"),
+        verbose=verbose,
+    )
+    return TrainResult(p1, p2, "phase2" if kept else "phase1")
+
+
+def write_history(result: TrainResult, out_dir: str) -> list[str]:
+    """``history.json`` and ``history.png`` (loss and accuracy per epoch, both phases)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fileio.makedirs(out_dir)
+    json_path = os.path.join(out_dir, "history.json")
+    with fileio.open(json_path, "w") as f:
+        f.write(json.dumps(result.to_dict(), indent=2))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    offset = 0
+    for phase in (result.phase1, result.phase2):
+        if phase is None:
+            continue
+        n = len(phase.history.get("loss", []))
+        epochs = list(range(offset + 1, offset + n + 1))
+        for ax, metric in zip(axes, ("loss", "accuracy")):
+            for key, style in ((metric, "-"), (f"val_{metric}", "--")):
+                if key in phase.history:
+                    ax.plot(epochs, phase.history[key], style, label=f"{phase.name} {key}")
+        offset += n
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_title(metric)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    png_path = os.path.join(out_dir, "history.png")
+    with fileio.open(png_path, "wb") as f:
+        fig.savefig(f, format="png", dpi=80)
+    plt.close(fig)
+    return [json_path, png_path]

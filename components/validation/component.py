@@ -1,0 +1,87 @@
+"""TFX components around the rules: ``CurateSchema`` and ``ValidationGate``.
+
+The pipeline makes the Trainer depend on ``ValidationGate``; the gate raises when the
+dataset has anomalies or is unbalanced, so a bad dataset stops the run before training.
+"""
+
+import json
+import os
+
+from absl import logging
+from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
+from tfx import v1 as tfx
+from tfx.dsl.io import fileio
+from tfx.types import artifact_utils
+from tfx.utils import io_utils
+
+from components.validation import rules
+
+SCHEMA_FILE = "schema.pbtxt"
+
+
+class DatasetRejected(RuntimeError):
+    """The validation gate refused the dataset; the message lists every problem."""
+
+
+def _read_stats(statistics: tfx.types.standard_artifacts.ExampleStatistics) -> dict:
+    out = {}
+    for split in artifact_utils.decode_split_names(statistics.split_names):
+        path = os.path.join(artifact_utils.get_split_uri([statistics], split), "FeatureStats.pb")
+        stats = statistics_pb2.DatasetFeatureStatisticsList()
+        with fileio.open(path, "rb") as f:
+            stats.ParseFromString(f.read())
+        out[split] = stats
+    return out
+
+
+def _read_anomalies(anomalies: tfx.types.standard_artifacts.ExampleAnomalies) -> dict:
+    out = {}
+    for split in artifact_utils.decode_split_names(anomalies.split_names):
+        path = os.path.join(artifact_utils.get_split_uri([anomalies], split), "SchemaDiff.pb")
+        msg = anomalies_pb2.Anomalies()
+        with fileio.open(path, "rb") as f:
+            msg.ParseFromString(f.read())
+        out[split] = msg
+    return out
+
+
+@tfx.dsl.components.component
+def CurateSchema(
+    schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
+    curated_schema: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Schema],
+    classes_json: tfx.dsl.components.Parameter[str],
+) -> None:
+    """SchemaGen's inferred schema plus keyclass's rules (see rules.curate_schema)."""
+    inferred = io_utils.SchemaReader().read(os.path.join(schema.uri, SCHEMA_FILE))
+    curated = rules.curate_schema(inferred, json.loads(classes_json))
+    io_utils.write_pbtxt_file(os.path.join(curated_schema.uri, SCHEMA_FILE), curated)
+
+
+@tfx.dsl.components.component
+def ValidationGate(
+    statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
+    anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
+    verdict: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.InfraBlessing],
+    classes_json: tfx.dsl.components.Parameter[str],
+    balance_tolerance: tfx.dsl.components.Parameter[float],
+    min_images_per_class: tfx.dsl.components.Parameter[int],
+) -> None:
+    """Raise DatasetRejected (stopping the pipeline) unless the dataset is fit to train."""
+    result = rules.judge(
+        _read_anomalies(anomalies),
+        _read_stats(statistics),
+        json.loads(classes_json),
+        balance_tolerance=balance_tolerance,
+        min_images_per_class=min_images_per_class,
+    )
+    with fileio.open(os.path.join(verdict.uri, "verdict.json"), "w") as f:
+        f.write(
+            json.dumps({"ok": result.ok, "problems": result.problems, "class_counts": result.class_counts}, indent=2)
+        )
+    if not result.ok:
+        raise DatasetRejected("the dataset failed validation:\n  - " + "\n  - ".join(result.problems))
+    verdict.set_int_custom_property("blessed", 1)
+    logging.info("Validation gate passed: %s", result.class_counts)
+
+
+__all__ = ["CurateSchema", "ValidationGate", "DatasetRejected"]
