@@ -99,8 +99,7 @@ def make_dataset(
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment:
         augmenter = make_augmenter(seed)
-        ds = ds.map(
-            lambda x, y: (tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0), y),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
+        # Sequential on purpose: the layers draw from one seeded generator, and parallel
+        # calls would consume it in a varying order. Prefetch still overlaps it with training.
+        ds = ds.map(lambda x, y: (tf.clip_by_value(augmenter(x, training=True), 0.0, 255.0), y))
     return ds.prefetch(tf.data.AUTOTUNE)

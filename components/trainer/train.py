@@ -219,12 +219,12 @@ def write_history(result: TrainResult, out_dir: str) -> list[str]:
             continue
         n = len(phase.history.get("loss", []))
         epochs = list(range(offset + 1, offset + n + 1))
-        for ax, metric in zip(axes, ("loss", "accuracy")):
+        for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
             for key, style in ((metric, "-"), (f"val_{metric}", "--")):
                 if key in phase.history:
                     ax.plot(epochs, phase.history[key], style, label=f"{phase.name} {key}")
         offset += n
-    for ax, metric in zip(axes, ("loss", "accuracy")):
+    for ax, metric in zip(axes, ("loss", "accuracy"), strict=True):
         ax.set_xlabel("epoch")
         ax.set_title(metric)
         ax.legend(fontsize=7)
