@@ -282,7 +282,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return str(value)
     if origin is list:
         if isinstance(value, str):
-            value = [v for v in (p.strip() for p in value.split(",")) if v]
+            value = [p.strip() for p in value.split(",")]
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
         (item_tp,) = typing.get_args(tp)

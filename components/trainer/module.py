@@ -79,6 +79,7 @@ def run_fn(fn_args: FnArgs) -> None:
         fine_tune_epochs=tc.fine_tune_epochs,
         fine_tune_learning_rate=tc.fine_tune_learning_rate,
         log_dir=fn_args.model_run_dir,
+        cache_features=tc.cache_features,
     )
     train.write_history(result, fn_args.model_run_dir)
     per_label = count_labels(fn_args.train_files)

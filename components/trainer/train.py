@@ -77,8 +77,8 @@ class KeepBest(keras.callbacks.Callback):
             self.model.set_weights(self.best_weights)
 
 
-def _compile(clf: Classifier, learning_rate: float) -> None:
-    clf.model.compile(
+def _compile(model: keras.Model, learning_rate: float) -> None:
+    model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
@@ -87,7 +87,7 @@ def _compile(clf: Classifier, learning_rate: float) -> None:
 
 def _fit(
     name: str,
-    clf: Classifier,
+    model: keras.Model,
     train_ds: tf.data.Dataset,
     eval_ds: tf.data.Dataset,
     epochs: int,
@@ -100,7 +100,7 @@ def _fit(
     keep = KeepBest()
     stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=False)
     t0 = time.perf_counter()
-    hist = clf.model.fit(
+    hist = model.fit(
         train_ds, validation_data=eval_ds, epochs=epochs, callbacks=[keep, stop, *callbacks], verbose=verbose
     )
     seconds = time.perf_counter() - t0
@@ -120,11 +120,39 @@ def train_transfer(
     patience: int = 5,
     callbacks: list | None = None,
     verbose: int = 2,
+    cache_features: bool = False,
 ) -> PhaseResult:
-    """Phase 1: frozen backbone, train the head; best weights by val_loss are kept."""
+    """Phase 1: frozen backbone, train the head; best weights by val_loss are kept.
+
+    With ``cache_features`` the frozen backbone runs once over both splits and the head
+    trains on the cached feature maps: the same optimisation at a fraction of the cost,
+    valid only without augmentation (each epoch would otherwise see new pixels).
+    """
     set_backbone_trainable(clf, False)
-    _compile(clf, learning_rate)
-    return _fit("phase1", clf, train_ds, eval_ds, max_epochs, patience, callbacks or [], verbose)
+    if cache_features:
+        train_ds = cache_backbone_features(clf, train_ds, shuffle=True)
+        eval_ds = cache_backbone_features(clf, eval_ds, shuffle=False)
+        model = clf.head
+    else:
+        model = clf.model
+    _compile(model, learning_rate)
+    return _fit("phase1", model, train_ds, eval_ds, max_epochs, patience, callbacks or [], verbose)
+
+
+def cache_backbone_features(clf: Classifier, ds: tf.data.Dataset, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
+    """Run the frozen backbone once over ``ds``; a dataset of (features, labels) in memory."""
+    feats, labels, sizes = [], [], []
+    for x, y in ds:
+        feats.append(clf.base(x, training=False).numpy())
+        labels.append(y.numpy())
+        sizes.append(len(y))
+    if not feats:
+        raise ValueError("cannot cache features of an empty dataset")
+    batch = max(sizes)
+    out = tf.data.Dataset.from_tensor_slices((np.concatenate(feats), np.concatenate(labels)))
+    if shuffle:
+        out = out.shuffle(len(np.concatenate(labels)), seed=seed, reshuffle_each_iteration=True)
+    return out.batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
 def fine_tune(
@@ -143,8 +171,8 @@ def fine_tune(
     fine-tuned val_loss does not beat ``baseline_val_loss`` the weights are restored."""
     before = clf.model.get_weights()
     set_backbone_trainable(clf, True)
-    _compile(clf, learning_rate)
-    result = _fit("phase2", clf, train_ds, eval_ds, epochs, patience, callbacks or [], verbose)
+    _compile(clf.model, learning_rate)
+    result = _fit("phase2", clf.model, train_ds, eval_ds, epochs, patience, callbacks or [], verbose)
     kept = result.best_val_loss < baseline_val_loss
     if not kept:
         clf.model.set_weights(before)
@@ -169,6 +197,7 @@ def train(
     fine_tune_learning_rate: float,
     log_dir: str | None = None,
     verbose: int = 2,
+    cache_features: bool = False,
 ) -> TrainResult:
     """Both phases; writes TensorBoard logs under ``log_dir/phase{1,2}`` when given."""
 
@@ -184,6 +213,7 @@ def train(
         patience=patience,
         callbacks=tb("phase1"),
         verbose=verbose,
+        cache_features=cache_features,
     )
     if fine_tune_epochs <= 0:
         return TrainResult(p1, None, "phase1")

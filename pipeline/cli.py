@@ -1,0 +1,242 @@
+"""``keyclass``: the command line. Parses arguments into the one configuration and calls
+one function of ``pipeline.commands``; bad arguments stop it before any work starts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from typing import Any
+
+from pipeline.config import ConfigError, KeyclassConfig, load_config
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML/JSON configuration file (see pipeline/config.py)")
+    p.add_argument(
+        "--home", help="keyclass home: pipelines, metadata and models (env KEYCLASS_HOME, default ~/.keyclass)"
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, e.g. train.batch_size=16"
+    )
+    p.add_argument("-v", "--verbose", action="store_true", help="show TFX and Beam logs")
+
+
+def _add_classes(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-c", "--classes", required=True, help='comma-separated classes, e.g. "cat,dog"')
+
+
+def _add_dataset(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("dataset")
+    g.add_argument("--source", action="append", help="bing, google, urls:FILE or folder:DIR; repeat or comma-separate")
+    g.add_argument("--search-url", action="append", help="engine endpoint: URL (for the engine sources) or ENGINE=URL")
+    g.add_argument(
+        "--allow-loopback", action="store_true", default=None, help="allow 127.0.0.0/8 and ::1 (tests, local mirrors)"
+    )
+    g.add_argument("--max-images", type=int, help="images to collect per class (default 1000)")
+    g.add_argument("--min-images", type=int, help="fail when a class ends with fewer (default 20)")
+    g.add_argument("--snapshot", help="change to force a new crawl, e.g. the date for a weekly refresh")
+    g.add_argument("--no-balance", action="store_true", default=None, help="keep unequal class sizes")
+    g.add_argument("--image-size", type=int, help="model input size in pixels (default 224)")
+
+
+def _add_train(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training")
+    g.add_argument("--backbone", help="resnet50 (default), efficientnet_lite0 or tiny")
+    g.add_argument("--weights", help="imagenet (default), none or a weights file")
+    g.add_argument("--max-epochs", type=int, help="phase 1 epoch limit (default 100, early stopping)")
+    g.add_argument("--fine-tune-epochs", type=int, help="phase 2 epochs (default 10; 0 skips)")
+    g.add_argument("--batch-size", type=int, help="training batch size (default 32)")
+    g.add_argument("--max-val-loss", type=float, help="bless only below this validation loss")
+    g.add_argument("--beam-runner", help="direct (default), dataflow or flink")
+
+
+def _add_predict(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("prediction")
+    g.add_argument("-p", "--prediction-path", required=True, help="folder of images to predict (recursive)")
+    g.add_argument("-t", "--threshold", type=float, help="keep predictions with confidence >= this (default 0.99)")
+    g.add_argument("--results", help="results folder (default ./results)")
+    g.add_argument("--overwrite", action="store_true", default=None, help="replace an existing results folder")
+    g.add_argument("--server", help="TF Serving endpoint: grpc://HOST:8500 or http://HOST:8501")
+    g.add_argument("--model-name", help="served model name (default: derived from the classes)")
+    g.add_argument("--version", type=int, help="model version")
+    g.add_argument("--label", help="served version label, e.g. stable or canary")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+_FLAG_TO_KEY = {
+    "classes": "crawl.classes",
+    "max_images": "crawl.max_images_per_class",
+    "min_images": "crawl.min_images_per_class",
+    "allow_loopback": "crawl.allow_loopback",
+    "snapshot": "crawl.snapshot",
+    "image_size": "image_size",
+    "backbone": "train.backbone",
+    "weights": "train.weights",
+    "max_epochs": "train.max_epochs",
+    "fine_tune_epochs": "train.fine_tune_epochs",
+    "batch_size": "train.batch_size",
+    "max_val_loss": "gate.max_val_loss",
+    "beam_runner": "runner.beam_runner",
+    "threshold": "predict.threshold",
+    "results": "predict.results",
+    "overwrite": "predict.overwrite",
+    "server": "predict.server",
+    "model_name": "predict.model_name",
+    "version": "predict.version",
+    "label": "predict.label",
+    "home": "runner.home",
+}
+
+
+def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """Map parsed flags to dotted config keys; flags not given stay None (not applied)."""
+    out: dict[str, Any] = {}
+    for flag, key in _FLAG_TO_KEY.items():
+        if hasattr(args, flag):
+            out[key] = getattr(args, flag)
+    if getattr(args, "no_balance", None):
+        out["clean.balance"] = False
+    if getattr(args, "source", None):
+        out["crawl.sources"] = [s.strip() for item in args.source for s in item.split(",") if s.strip()]
+    if getattr(args, "search_url", None):
+        urls: dict[str, str] = {}
+        for item in args.search_url:
+            engine, sep, url = item.partition("=")
+            if sep and not engine.startswith("http"):
+                urls[engine.strip()] = url.strip()
+            else:
+                urls["*"] = item.strip()
+        out["crawl.search_url"] = urls
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: use KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def build_config(args: argparse.Namespace) -> KeyclassConfig:
+    """Defaults, the config file, then the flags; a plain search URL applies to the
+    engine sources in use."""
+    overrides = overrides_from_args(args)
+    urls = overrides.pop("crawl.search_url", None)
+    cfg = load_config(args.config, overrides)
+    if urls:
+        if "*" in urls:
+            engines = [s for s in cfg.crawl.sources if s in ("bing", "google")]
+            if not engines:
+                raise ConfigError("--search-url: no engine source (bing, google) to apply it to")
+            for e in engines:
+                urls.setdefault(e, urls["*"])
+            del urls["*"]
+        cfg = load_config(args.config, {**overrides, "crawl.search_url": urls})
+    return cfg
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="keyclass", description="Type a few words, get a production image classifier."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("dataset", help="crawl, clean and validate a labelled dataset (TFRecords)")
+    _add_classes(p)
+    _add_dataset(p)
+    p.add_argument("--out", required=True, help="folder for the TFRecords, ledger.jsonl and report.json")
+    _add_common(p)
+
+    p = sub.add_parser("train", help="dataset, then train, gate and push a model")
+    _add_classes(p)
+    _add_dataset(p)
+    _add_train(p)
+    _add_common(p)
+
+    p = sub.add_parser("predict", help="predict a folder with a stored or served model")
+    _add_classes(p)
+    _add_predict(p)
+    p.add_argument("--image-size", type=int, help=argparse.SUPPRESS)
+    _add_common(p)
+
+    p = sub.add_parser("run", help="reuse or train a model for these classes, then predict a folder")
+    _add_classes(p)
+    _add_dataset(p)
+    _add_train(p)
+    _add_predict(p)
+    _add_common(p)
+
+    p = sub.add_parser("models", help="list stored models")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_common(p)
+
+    p = sub.add_parser("demo", help="the offline end-to-end demo on a loopback search engine")
+    p.add_argument("--results", default="demo-out/results", help="results folder")
+    p.add_argument("--per-class", type=int, default=120, help="images the demo engine serves per class")
+    _add_common(p)
+
+    return parser
+
+
+def _quiet(verbose: bool) -> None:
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from absl import logging as absl_logging
+
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    _quiet(args.verbose)
+    from pipeline import commands
+
+    try:
+        cfg = build_config(args)
+        progress = not getattr(args, "no_progress", False)
+        if args.command == "dataset":
+            report = commands.dataset(cfg, args.out)
+            print(commands.format_funnel(report))
+            print(f"\ndataset written to {args.out}")
+        elif args.command == "train":
+            outcome = commands.train(cfg)
+            print(commands.format_training(outcome))
+            return 0 if outcome.pushed else 3
+        elif args.command == "predict":
+            summary = commands.predict(cfg, args.prediction_path, progress=progress)
+            _print_summary(summary, cfg)
+        elif args.command == "run":
+            summary, trained = commands.run(cfg, args.prediction_path, progress=progress)
+            print("trained a new model" if trained else "reused the stored model for these classes")
+            _print_summary(summary, cfg)
+        elif args.command == "models":
+            rows = commands.models(cfg)
+            print(json.dumps(rows, indent=2) if args.json else commands.format_models(rows))
+        elif args.command == "demo":
+            from pipeline.demo import run_demo
+
+            return run_demo(cfg, results=args.results, per_class=args.per_class)
+    except ConfigError as e:
+        print(f"keyclass: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # noqa: BLE001 - the CLI's last word: say what failed, no traceback
+        if getattr(args, "verbose", False):
+            raise
+        print(f"keyclass: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_summary(summary: dict, cfg: KeyclassConfig) -> None:
+    from pipeline.predict.summary import format_table
+
+    print(format_table(summary))
+    print(f"\nresults in {cfg.predict.results}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""What each ``keyclass`` command does, as functions of the one configuration.
+
+The CLI only parses arguments into a ``KeyclassConfig`` and calls one of these.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from pipeline import store
+from pipeline.config import ConfigError, KeyclassConfig
+
+
+def _require_classes(cfg: KeyclassConfig) -> None:
+    if not cfg.crawl.classes:
+        raise ConfigError('classes: give them with -c, e.g. -c "cat,dog"')
+
+
+def check_sources(cfg: KeyclassConfig) -> None:
+    """Local sources must exist and be readable before any work starts."""
+    for s in cfg.crawl.sources:
+        kind, _, arg = s.partition(":")
+        if kind == "folder":
+            p = Path(arg).expanduser()
+            if not p.is_dir():
+                raise ConfigError(f"source {s}: {p} is not a readable folder")
+            subdirs = {d.name.strip().lower() for d in p.iterdir() if d.is_dir()}
+            if not any(c in subdirs or c.replace(" ", "_") in subdirs for c in cfg.crawl.classes):
+                raise ConfigError(f"source {s}: none of {cfg.crawl.classes} is a subfolder of {p}")
+        elif kind == "urls":
+            p = Path(arg).expanduser()
+            if not p.is_file():
+                raise ConfigError(f"source {s}: {p} is not a readable file")
+
+
+def format_funnel(report: dict) -> str:
+    """The cleaner's per-class funnel as a table."""
+    classes = report.get("classes") or {}
+    if not classes:
+        return json.dumps(report, indent=2)
+    stages = list(next(iter(classes.values()))["funnel"].keys())
+    width = max(10, *(len(s) + 2 for s in stages))
+    lines = [f"{'class':<20}" + "".join(f"{s:>{width}}" for s in stages)]
+    for name, entry in classes.items():
+        lines.append(f"{name[:19]:<20}" + "".join(f"{entry['funnel'].get(s, 0):>{width}}" for s in stages))
+    return "\n".join(lines)
+
+
+def dataset(cfg: KeyclassConfig, out: str) -> dict:
+    """crawl → clean → validate; copy TFRecords, ledger and report to ``out``."""
+    from pipeline.local_runner import run_local
+
+    _require_classes(cfg)
+    check_sources(cfg)
+    out_dir = Path(out)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise ConfigError(f"--out {out_dir} is not empty; choose an empty or new folder")
+    outcome = run_local(cfg, ingestion_only=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split_dir in sorted(Path(outcome.examples_uri).glob("Split-*")):
+        shutil.copytree(split_dir, out_dir / split_dir.name)
+    for name in ("ledger.jsonl", "report.json"):
+        shutil.copy2(Path(outcome.report_uri) / name, out_dir / name)
+    shutil.copy2(Path(outcome.raw_images_uri) / "manifest.jsonl", out_dir / "manifest.jsonl")
+    return json.loads((out_dir / "report.json").read_text())
+
+
+def train(cfg: KeyclassConfig):
+    """The whole pipeline: crawl, clean, validate, train, gate, push."""
+    from pipeline.local_runner import run_local
+
+    _require_classes(cfg)
+    check_sources(cfg)
+    return run_local(cfg)
+
+
+def format_training(outcome) -> str:
+    """The end of ``keyclass train``: the blessing decision, the push and the metrics."""
+    m = outcome.eval_metrics
+    loss = m.get("sparse_categorical_crossentropy")
+    acc = m.get("sparse_categorical_accuracy")
+    lines = [
+        f"blessed: {'yes' if outcome.blessed else 'NO'}",
+        f"validation loss: {loss:.4f}" if loss is not None else "validation loss: n/a",
+        f"validation accuracy: {acc:.2%}" if acc is not None else "validation accuracy: n/a",
+    ]
+    if outcome.pushed:
+        lines.append(f"pushed: {outcome.pushed_path} (version {outcome.pushed_version})")
+    else:
+        lines.append("pushed: no; the served version stays as it was")
+    return "\n".join(lines)
+
+
+def models(cfg: KeyclassConfig) -> list[dict]:
+    """Every pushed model version with what it was trained on and how it scored."""
+    rows = []
+    for m in store.list_models(cfg.models_dir):
+        md = m.metadata
+        rows.append(
+            {
+                "model": m.model_name,
+                "version": m.version,
+                "classes": m.classes,
+                "trained_at": md.get("trained_at", ""),
+                "val_loss": md.get("val_loss"),
+                "val_accuracy": md.get("val_accuracy"),
+                "images_per_class": md.get("train_images_per_class", {}),
+                "backbone": md.get("backbone", ""),
+                "path": m.path,
+            }
+        )
+    return rows
+
+
+def format_models(rows: list[dict]) -> str:
+    if not rows:
+        return 'no models yet: train one with keyclass train -c "a,b" or keyclass run'
+    lines = [
+        f"{'classes':<28}{'version':>12}  {'trained':<21}{'val_loss':>9}{'val_acc':>9}  {'backbone':<19}images/class"
+    ]
+    for r in rows:
+        loss = f"{r['val_loss']:.4f}" if isinstance(r["val_loss"], (int, float)) else "-"
+        acc = f"{r['val_accuracy']:.2%}" if isinstance(r["val_accuracy"], (int, float)) else "-"
+        per = ",".join(str(v) for v in r["images_per_class"].values())
+        lines.append(
+            f"{','.join(r['classes'])[:27]:<28}{r['version']:>12}  {r['trained_at']:<21}{loss:>9}{acc:>9}  "
+            f"{r['backbone']:<19}{per}"
+        )
+    return "\n".join(lines)
+
+
+def make_predictor(cfg: KeyclassConfig):
+    """The predictor for ``cfg``: a TF Serving endpoint, or the newest local model for
+    exactly these classes. Refuses unknown models and class mismatches."""
+    from serving.predictor import make_predictor as make
+
+    _require_classes(cfg)
+    p = cfg.predict
+    if p.server:
+        predictor = make(
+            p.server,
+            model_name=p.model_name or cfg.model_name,
+            version=p.version or None,
+            label=p.label or None,
+            timeout_s=p.timeout_s,
+        )
+    else:
+        found = store.find_model(cfg.models_dir, cfg.crawl.classes, version=p.version)
+        if found is None:
+            have = sorted({", ".join(m.classes) for m in store.list_models(cfg.models_dir)})
+            hint = f" (stored: {'; '.join(have)})" if have else ""
+            raise ConfigError(
+                f"no model trained on exactly {cfg.crawl.classes}"
+                + (f" at version {p.version}" if p.version else "")
+                + f" in {cfg.models_dir}{hint}; train one with keyclass train or keyclass run"
+            )
+        predictor = make("", model_name=found.model_name, saved_model_dir=found.path)
+    classes = sorted(predictor.classes)
+    if classes != sorted(cfg.crawl.classes):
+        raise ConfigError(f"the model's classes {classes} differ from -c {cfg.crawl.classes}")
+    return predictor
+
+
+def predict(cfg: KeyclassConfig, path: str, progress: bool = True) -> dict:
+    """Predict every image under ``path``; write the results folder; return the summary."""
+    from pipeline.predict.run import check_inputs, predict_folder
+
+    _require_classes(cfg)
+    check_inputs(Path(path), Path(cfg.predict.results))
+    predictor = make_predictor(cfg)
+    return predict_folder(
+        predictor,
+        list(predictor.classes),
+        path,
+        cfg.predict.results,
+        threshold=cfg.predict.threshold,
+        batch_size=cfg.predict.batch_size,
+        segmentation_fraction=cfg.predict.segmentation_fraction,
+        image_size=getattr(predictor, "image_size", None) or cfg.image_size,
+        overwrite=cfg.predict.overwrite,
+        progress=progress,
+    )
+
+
+def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bool]:
+    """Reuse a stored model for exactly these classes, or train one; then predict.
+    Returns (summary, trained)."""
+    from pipeline.predict.run import check_inputs, prepare_results_dir
+
+    _require_classes(cfg)
+    results = Path(cfg.predict.results)
+    check_inputs(Path(path), results)
+    if results.exists() and any(results.iterdir()) and not cfg.predict.overwrite:
+        prepare_results_dir(results, overwrite=False)  # raises the same message before work
+    trained = False
+    if not cfg.predict.server and store.find_model(cfg.models_dir, cfg.crawl.classes) is None:
+        outcome = train(cfg)
+        trained = True
+        if not outcome.pushed:
+            raise RuntimeError(
+                f"the trained model was not blessed (validation loss gate: max {cfg.gate.max_val_loss}); "
+                f"metrics {outcome.eval_metrics}; nothing to predict with"
+            )
+    return predict(cfg, path, progress=progress), trained

@@ -1,0 +1,1 @@
+"""``keyclass predict``: score a folder with Grad-CAM, write result images and tables."""
