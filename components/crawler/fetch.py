@@ -1,0 +1,350 @@
+"""A careful HTTP(S) GET for crawled URLs: the crawler's only way onto the network.
+
+Why not ``requests`` or icrawler's downloader: both follow redirects wherever they
+point and connect to whatever a name resolves to. Here every hop of a redirect chain
+(at most ``MAX_REDIRECTS``) is checked before any byte is sent:
+
+- scheme http or https only;
+- the host is resolved and *every* address must be public; the socket then connects
+  to one of those checked addresses (not to a second lookup) and its peer address is
+  checked again, so DNS rebinding cannot slip a private address in;
+- private, loopback, link-local (169.254.169.254, the cloud metadata service),
+  multicast, reserved and unspecified addresses are refused; ``allow_loopback`` opens
+  127.0.0.0/8 and ::1 only, for the loopback demo engine and tests;
+- the body is capped at ``max_bytes`` (Content-Length is checked first, the stream is
+  counted as it arrives; no compression is asked for);
+- connect and read timeouts per socket operation plus one deadline for the whole
+  fetch (retries, backoff and redirects included), so a stalled server costs at most
+  ``total_timeout_s``;
+- 429, 5xx and transport errors are retried with exponential backoff (``Retry-After``
+  honoured within the deadline);
+- a thread-safe per-host minimum delay between requests.
+
+Environment proxies are not used: the checks above are only meaningful for a direct
+connection.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import http.client
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from urllib.parse import urljoin, urlsplit
+
+MAX_REDIRECTS = 5
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+CHUNK = 64 * 1024
+USER_AGENT = (
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 keyclass/0.1"
+)
+
+
+class FetchError(Exception):
+    """A fetch failed; ``retryable`` says whether trying again may help."""
+
+    retryable = False
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+class UnsafeURLError(FetchError):
+    """The URL (or a redirect hop) points somewhere the crawler must not go."""
+
+
+class TooLargeError(FetchError):
+    """The body is larger than ``max_bytes``."""
+
+
+class RetryableError(FetchError):
+    """429, 5xx or a transport error."""
+
+    retryable = True
+
+    def __init__(self, message: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(message, status)
+        self.retry_after = retry_after
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchSettings:
+    """The network settings of one crawl (the CrawlConfig fields of the same names)."""
+
+    allow_loopback: bool = False
+    max_bytes: int = 20 * 1024 * 1024
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    total_timeout_s: float = 30.0
+    retries: int = 2
+    backoff_s: float = 0.5
+    per_host_delay_s: float = 0.0
+
+
+@dataclasses.dataclass
+class FetchResult:
+    """What one fetch produced. ``error`` is empty exactly when ``content`` is set."""
+
+    url: str
+    final_url: str = ""
+    status: int | None = None
+    content: bytes | None = None
+    content_type: str = ""
+    error: str = ""
+    attempts: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.content is not None
+
+
+class HostThrottle:
+    """At least ``min_delay_s`` between the starts of two requests to the same host,
+    across threads. Each caller reserves the next free slot, then sleeps outside the lock."""
+
+    def __init__(self, min_delay_s: float):
+        self._delay = float(min_delay_s)
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, host: str, deadline: float | None = None) -> None:
+        """Block until a request to ``host`` may start; raise if that is past ``deadline``."""
+        if self._delay <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next.get(host, now))
+            if deadline is not None and slot > deadline:
+                raise RetryableError(f"per-host delay for {host} would pass the deadline")
+            self._next[host] = slot + self._delay
+        if slot > now:
+            time.sleep(slot - now)
+
+
+def address_refusal(ip: str, allow_loopback: bool) -> str:
+    """Why the crawler may not connect to ``ip``, or ``""`` when it may."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return f"not an IP address: {ip!r}"
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    if addr.is_loopback:
+        return "" if allow_loopback else f"loopback address {addr} refused (allow_loopback is off)"
+    for flag in ("is_link_local", "is_multicast", "is_unspecified", "is_reserved", "is_private"):
+        if getattr(addr, flag):
+            return f"{flag[3:].replace('_', '-')} address {addr} refused"
+    if not addr.is_global:
+        return f"non-public address {addr} refused"
+    return ""
+
+
+def check_url(url: str) -> tuple[str, str, int, str]:
+    """Split ``url`` into (scheme, host, port, path?query); raise UnsafeURLError if not http(s)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise UnsafeURLError(f"scheme {scheme or 'none'!r} refused (http and https only)")
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError as e:
+        raise UnsafeURLError(f"bad URL {url!r}: {e}") from None
+    if not host:
+        raise UnsafeURLError(f"no host in URL {url!r}")
+    if parts.username or parts.password:
+        raise UnsafeURLError("credentials in URLs are refused")
+    port = port or (443 if scheme == "https" else 80)
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return scheme, host, port, target
+
+
+def _resolve(host: str, port: int, allow_loopback: bool) -> list[tuple]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise FetchError(f"cannot resolve {host}: {e.strerror}") from None
+    for info in infos:
+        why = address_refusal(info[4][0], allow_loopback)
+        if why:
+            raise UnsafeURLError(f"{host}: {why}")
+    if not infos:
+        raise FetchError(f"cannot resolve {host}: no addresses")
+    return infos
+
+
+def safe_connect(host: str, port: int, *, allow_loopback: bool, connect_timeout: float, tls: bool) -> socket.socket:
+    """A socket connected to a checked address of ``host`` (TLS-wrapped when ``tls``)."""
+    last: OSError | None = None
+    for family, type_, proto, _, sockaddr in _resolve(host, port, allow_loopback):
+        sock = socket.socket(family, type_, proto)
+        try:
+            sock.settimeout(connect_timeout)
+            sock.connect(sockaddr)
+            why = address_refusal(sock.getpeername()[0], allow_loopback)
+            if why:
+                raise UnsafeURLError(f"{host}: connected peer {why}")
+            if tls:
+                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            return sock
+        except UnsafeURLError:
+            sock.close()
+            raise
+        except OSError as e:
+            sock.close()
+            last = e
+    raise RetryableError(f"cannot connect to {host}:{port}: {last}")
+
+
+class _Connection(http.client.HTTPConnection):
+    """HTTPConnection whose connect() goes through :func:`safe_connect`."""
+
+    def __init__(self, host: str, port: int, *, tls: bool, allow_loopback: bool, connect_timeout: float):
+        super().__init__(host, port, timeout=connect_timeout)
+        self._tls = tls
+        self._allow_loopback = allow_loopback
+        self._connect_timeout = connect_timeout
+
+    def connect(self) -> None:
+        self.sock = safe_connect(
+            self.host,
+            self.port,
+            allow_loopback=self._allow_loopback,
+            connect_timeout=self._connect_timeout,
+            tls=self._tls,
+        )
+
+
+def _remaining(deadline: float, status: int | None = None) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise RetryableError("total timeout reached", status)
+    return left
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+def _request_once(url: str, s: FetchSettings, deadline: float) -> tuple[int, dict, bytes | None]:
+    """One GET. Returns (status, headers, body); the body only for 200 responses."""
+    scheme, host, port, target = check_url(url)
+    status: int | None = None
+    conn = _Connection(
+        host,
+        port,
+        tls=scheme == "https",
+        allow_loopback=s.allow_loopback,
+        connect_timeout=min(s.connect_timeout_s, _remaining(deadline)),
+    )
+    try:
+        conn.connect()
+        # Keep our own handle: http.client drops conn.sock once a "close" response owns it.
+        sock = conn.sock
+        sock.settimeout(min(s.read_timeout_s, _remaining(deadline)))
+        conn.request(
+            "GET",
+            target,
+            headers={
+                "User-Agent": USER_AGENT,
+                "Accept": "image/*,text/html;q=0.9,*/*;q=0.8",
+                "Accept-Encoding": "identity",
+                "Connection": "close",
+            },
+        )
+        resp = conn.getresponse()
+        status = resp.status
+        headers = {k.lower(): v for k, v in resp.getheaders()}
+        if status == 429 or 500 <= status <= 599:
+            raise RetryableError(f"HTTP {status}", status, _retry_after(headers.get("retry-after")))
+        if status != 200:
+            return status, headers, None
+        length = headers.get("content-length")
+        if length and length.isdigit() and int(length) > s.max_bytes:
+            raise TooLargeError(f"Content-Length {length} exceeds max_bytes={s.max_bytes}", status)
+        body = bytearray()
+        while True:
+            sock.settimeout(min(s.read_timeout_s, _remaining(deadline, status)))
+            chunk = resp.read1(CHUNK)
+            if not chunk:
+                break
+            body += chunk
+            if len(body) > s.max_bytes:
+                raise TooLargeError(f"body exceeds max_bytes={s.max_bytes} while streaming", status)
+        return status, headers, bytes(body)
+    except FetchError:
+        raise
+    except ssl.SSLCertVerificationError as e:
+        raise FetchError(f"TLS certificate refused: {e.verify_message}") from None
+    except TimeoutError:
+        raise RetryableError("timed out" if status is None else "timed out reading the body", status) from None
+    except (OSError, http.client.HTTPException) as e:
+        raise RetryableError(f"{type(e).__name__}: {e}", status) from None
+    finally:
+        conn.close()
+
+
+def fetch(url: str, settings: FetchSettings, throttle: HostThrottle | None = None) -> FetchResult:
+    """GET ``url`` under every rule in the module docstring. Never raises for network
+    trouble: the outcome, including the error text and last HTTP status, is returned."""
+    s = settings
+    deadline = time.monotonic() + s.total_timeout_s
+    result = FetchResult(url=url, final_url=url)
+    current = url
+    try:
+        for hop in range(MAX_REDIRECTS + 1):
+            result.final_url = current
+            status, headers = _get_with_retries(current, s, throttle, deadline, result)
+            result.status = status
+            if status in REDIRECT_STATUSES:
+                location = headers.get("location")
+                if not location:
+                    raise FetchError(f"HTTP {status} redirect without Location", status)
+                if hop == MAX_REDIRECTS:
+                    raise FetchError(f"more than {MAX_REDIRECTS} redirects", status)
+                current = urljoin(current, location.strip())
+                continue
+            if status != 200:
+                raise FetchError(f"HTTP {status}", status)
+            if not result.content:
+                raise FetchError("empty body", status)
+            result.content_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+            return result
+    except FetchError as e:
+        result.content = None
+        result.error = f"{type(e).__name__}: {e}" if isinstance(e, UnsafeURLError | TooLargeError) else str(e)
+        if e.status is not None:
+            result.status = e.status
+    return result
+
+
+def _get_with_retries(
+    url: str, s: FetchSettings, throttle: HostThrottle | None, deadline: float, result: FetchResult
+) -> tuple[int, dict]:
+    host = urlsplit(url).hostname or ""
+    attempt = 0
+    while True:
+        attempt += 1
+        result.attempts += 1
+        try:
+            if throttle is not None:
+                throttle.wait(host, deadline)
+            status, headers, body = _request_once(url, s, deadline)
+            result.content = body
+            return status, headers
+        except RetryableError as e:
+            if attempt > s.retries:
+                suffix = f" after {attempt} attempts" if attempt > 1 else ""
+                raise RetryableError(f"{e}{suffix}", e.status) from None
+            pause = s.backoff_s * (2 ** (attempt - 1))
+            if e.retry_after is not None:
+                pause = max(pause, e.retry_after)
+            if time.monotonic() + pause >= deadline:
+                raise RetryableError(f"{e}; no time left to retry", e.status) from None
+            time.sleep(pause)

@@ -1,0 +1,244 @@
+"""Where candidate images come from: search engines, URL lists and local folders.
+
+Each source turns one keyword into a lazy stream of :class:`Candidate` (something to
+download or copy) and :class:`Problem` (a loud, recorded failure of the source itself).
+The executor pulls from the stream only as many candidates as the quota still needs.
+
+Sources, as written in ``CrawlConfig.sources``:
+
+- ``bing`` / ``google``: result pages from the engine's endpoint (``search_url`` or the
+  public address), parsed by icrawler's own parsers. Only the HTML parsing is reused:
+  icrawler's feeders hard-code the public hosts and its downloader is not safe enough.
+  An engine that answers with an error, an empty page or a page the parser finds no
+  results in (its format changed) yields a Problem naming engine, keyword and page.
+- ``urls:FILE``: a text file of ``keyword<TAB>url`` lines (keyword matched after
+  normalisation; blank lines and ``#`` comments ignored). When FILE contains
+  ``{keyword}`` (``urls:lists/{keyword}.txt``) it names one file per keyword holding
+  plain URLs, one a line.
+- ``folder:DIR``: one subfolder per class, matched by normalised name
+  (``DIR/Golden Retriever/`` serves ``golden retriever``); every regular file below
+  it, in sorted order. Files outside the subfolder (symlinks pointing out) are refused.
+
+The manifest's ``query`` is the search text for engines, the file read for ``urls``
+and the class folder for ``folder``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from urllib.parse import urlencode
+
+from icrawler.builtin.bing import BingParser
+from icrawler.builtin.google import GoogleParser
+from tfx.dsl.io import fileio
+
+from components.crawler.fetch import FetchResult
+from pipeline.config import normalize_class_name
+
+PUBLIC_SEARCH_URL = {
+    "bing": "https://www.bing.com/images/async",
+    "google": "https://www.google.com/search",
+}
+# Both engines stop serving new results after about 1000.
+MAX_ENGINE_OFFSET = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One image to get: a URL to download, or a local file (``url`` is ``file://``)."""
+
+    keyword: str
+    source: str
+    query: str
+    url: str
+    local_path: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A source failed for a keyword (engine error, changed page format, missing file)."""
+
+    keyword: str
+    source: str
+    query: str
+    url: str
+    error: str
+    http_status: int | None = None
+
+
+Item = Candidate | Problem
+PageFetcher = Callable[[str], FetchResult]
+
+
+def source_kind(source: str) -> tuple[str, str]:
+    """``"urls:/a/b.txt"`` -> ``("urls", "/a/b.txt")``; ``"bing"`` -> ``("bing", "")``."""
+    kind, _, arg = source.partition(":")
+    return kind, arg
+
+
+# Engines --------------------------------------------------------------------------
+def result_page_url(engine: str, endpoint: str, keyword: str, offset: int) -> str:
+    """The URL of the result page starting at ``offset`` (what icrawler's feeders build)."""
+    if engine == "bing":
+        params = {"q": keyword, "first": offset}
+    elif engine == "google":
+        params = {"q": keyword, "ijn": offset // 100, "start": offset, "tbm": "isch"}
+    else:
+        raise ValueError(f"unknown engine {engine!r}")
+    sep = "&" if "?" in endpoint else "?"
+    return f"{endpoint}{sep}{urlencode(params)}"
+
+
+def parse_result_page(engine: str, content: bytes) -> list[str]:
+    """Image URLs on one result page, in page order, by icrawler's parser for ``engine``."""
+    parser_cls = {"bing": BingParser, "google": GoogleParser}[engine]
+    # parse() reads only response.content; build the parser without its thread pool machinery.
+    parser = parser_cls(thread_num=1, signal=None, session=None)
+    tasks = parser.parse(SimpleNamespace(content=content)) or []
+    urls: list[str] = []
+    for task in tasks:
+        url = task.get("file_url") if isinstance(task, dict) else None
+        if url and url not in urls:
+            urls.append(url)
+    return urls
+
+
+def engine_candidates(
+    engine: str, endpoint: str, keyword: str, fetch_page: PageFetcher, source: str | None = None
+) -> Iterator[Item]:
+    """Page through ``engine`` for ``keyword``. The first page must give results; any
+    failure is yielded as a Problem (and ends this engine for this keyword)."""
+    source = source or engine
+    seen: set[str] = set()
+    offset = 0
+    first_page = True
+    while offset < MAX_ENGINE_OFFSET:
+        page_url = result_page_url(engine, endpoint, keyword, offset)
+        page = fetch_page(page_url)
+        if not page.ok:
+            if first_page or page.error != "empty body":
+                yield Problem(keyword, source, keyword, page_url, f"{engine} search failed: {page.error}", page.status)
+            return
+        urls = parse_result_page(engine, page.content or b"")
+        if not urls:
+            if first_page:
+                yield Problem(
+                    keyword,
+                    source,
+                    keyword,
+                    page_url,
+                    f"{engine} page format changed? parser found no results in a {len(page.content or b'')}-byte page",
+                    page.status,
+                )
+            return
+        new = [u for u in urls if u not in seen]
+        if not new:
+            return
+        for url in new:
+            seen.add(url)
+            yield Candidate(keyword, source, keyword, url)
+        first_page = False
+        offset += len(urls)
+
+
+# URL lists ------------------------------------------------------------------------
+def url_list_candidates(source: str, path_template: str, keyword: str) -> Iterator[Item]:
+    """Candidates from a ``urls:FILE`` source (format in the module docstring)."""
+    per_keyword = "{keyword}" in path_template
+    path = path_template.replace("{keyword}", keyword)
+    if not fileio.exists(path):
+        yield Problem(keyword, source, path, "", f"urls file {path} does not exist")
+        return
+    with fileio.open(path, "r") as f:
+        text = f.read()
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    found = 0
+    bad: list[int] = []
+    for lineno, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if per_keyword:
+            url = line
+        else:
+            if "\t" not in line:
+                bad.append(lineno)
+                continue
+            kw, _, url = line.partition("\t")
+            if normalize_class_name(kw) != keyword:
+                continue
+        found += 1
+        yield Candidate(keyword, source, path, url.strip())
+    if bad:
+        shown = ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else "")
+        yield Problem(keyword, source, path, "", f"urls file {path}: lines {shown} are not 'keyword<TAB>url'")
+    if not found:
+        yield Problem(keyword, source, path, "", f"urls file {path} lists no URLs for {keyword!r}")
+
+
+# Folders --------------------------------------------------------------------------
+def _is_local(path: str) -> bool:
+    return "://" not in path
+
+
+def _file_url(path: str) -> str:
+    return Path(path).absolute().as_uri() if _is_local(path) else path
+
+
+def find_class_folder(root: str, keyword: str) -> str | None:
+    """The subfolder of ``root`` whose normalised name is ``keyword``, if any."""
+    if not fileio.isdir(root):
+        return None
+    for name in sorted(fileio.listdir(root)):
+        name = name.rstrip("/")
+        if normalize_class_name(name) == keyword and fileio.isdir(os.path.join(root, name)):
+            return os.path.join(root, name)
+    return None
+
+
+def folder_candidates(source: str, root: str, keyword: str) -> Iterator[Item]:
+    """Every regular file below ``root/<class>``, sorted; symlinks leading out are refused."""
+    folder = find_class_folder(root, keyword)
+    if folder is None:
+        why = "does not exist" if not fileio.isdir(root) else f"has no subfolder for {keyword!r}"
+        yield Problem(keyword, source, root, _file_url(root), f"folder {root} {why}")
+        return
+    real_root = os.path.realpath(folder) if _is_local(folder) else None
+    found = 0
+    for dirpath, _dirnames, filenames in sorted(fileio.walk(folder)):
+        dirpath = dirpath.decode() if isinstance(dirpath, bytes) else dirpath
+        for name in sorted(filenames):
+            name = name.decode() if isinstance(name, bytes) else name
+            path = os.path.join(dirpath, name)
+            found += 1
+            if real_root is not None:
+                real = os.path.realpath(path)
+                if os.path.commonpath([real, real_root]) != real_root:
+                    yield Problem(
+                        keyword, source, folder, _file_url(path), f"{path} resolves outside {folder}; refused"
+                    )
+                    continue
+                if not os.path.isfile(real):
+                    yield Problem(keyword, source, folder, _file_url(path), f"{path} is not a regular file")
+                    continue
+            yield Candidate(keyword, source, folder, _file_url(path), local_path=path)
+    if not found:
+        yield Problem(keyword, source, folder, _file_url(folder), f"folder {folder} holds no files")
+
+
+def candidates_for(source: str, keyword: str, search_url: dict[str, str], fetch_page: PageFetcher) -> Iterator[Item]:
+    """The candidate stream of one configured source for one keyword."""
+    kind, arg = source_kind(source)
+    if kind in PUBLIC_SEARCH_URL:
+        endpoint = search_url.get(kind) or PUBLIC_SEARCH_URL[kind]
+        return engine_candidates(kind, endpoint, keyword, fetch_page, source)
+    if kind == "urls":
+        return url_list_candidates(source, arg, keyword)
+    if kind == "folder":
+        return folder_candidates(source, arg, keyword)
+    raise ValueError(f"unknown source {source!r}")

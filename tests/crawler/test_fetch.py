@@ -1,0 +1,207 @@
+"""The safe downloader against the loopback engine: addresses, redirects, sizes, timeouts, retries."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+import threading
+import time
+from unittest import mock
+
+import pytest
+
+from components.crawler import fetch
+from components.crawler.fetch import FetchSettings, HostThrottle, address_refusal
+from tests.crawler.conftest import FAST
+
+
+def settings(**kw) -> FetchSettings:
+    return dataclasses.replace(FAST, **kw)
+
+
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "169.254.169.254",  # cloud metadata (link-local)
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "100.64.0.1",  # carrier-grade NAT
+        "224.0.0.1",  # multicast
+        "0.0.0.0",
+        "240.0.0.1",  # reserved
+        "fe80::1",
+        "fc00::1",
+        "::",
+        "::ffff:169.254.169.254",
+        "::ffff:10.0.0.1",
+    ],
+)
+def test_non_public_addresses_are_refused_even_with_loopback_allowed(ip):
+    assert address_refusal(ip, allow_loopback=True)
+    assert address_refusal(ip, allow_loopback=False)
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "127.3.4.5", "::1", "::ffff:127.0.0.1"])
+def test_loopback_only_with_allow_loopback(ip):
+    assert "loopback" in address_refusal(ip, allow_loopback=False)
+    assert address_refusal(ip, allow_loopback=True) == ""
+
+
+def test_public_address_is_allowed():
+    assert address_refusal("93.184.216.34", allow_loopback=False) == ""
+    assert address_refusal("2606:2800:220:1:248:1893:25c8:1946", allow_loopback=False) == ""
+
+
+@pytest.mark.parametrize(
+    "url", ["file:///etc/passwd", "ftp://example.com/a.jpg", "gopher://x/", "//x/a.jpg", "http://"]
+)
+def test_only_http_and_https_with_a_host(url):
+    res = fetch.fetch(url, FAST)
+    assert not res.ok and "UnsafeURLError" in res.error
+
+
+def test_credentials_in_url_refused():
+    res = fetch.fetch("http://user:pw@127.0.0.1:1/a.jpg", FAST)
+    assert "credentials" in res.error
+
+
+def test_download_ok(engine):
+    res = fetch.fetch(engine.image_url("circle", 0), FAST)
+    assert res.ok and res.status == 200 and res.content_type == "image/jpeg"
+    assert res.content[:3] == b"\xff\xd8\xff" and res.attempts == 1
+
+
+def test_loopback_refused_without_allow_loopback(engine):
+    url = engine.image_url("circle", 0)
+    res = fetch.fetch(url, settings(allow_loopback=False))
+    assert not res.ok and "loopback" in res.error and "refused" in res.error
+    assert engine.hits(url) == 0  # refused before connecting
+
+
+def test_hostname_resolving_to_private_address_refused():
+    fake = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 80))]
+    with mock.patch.object(fetch.socket, "getaddrinfo", return_value=fake):
+        res = fetch.fetch("http://images.example.test/a.jpg", FAST)
+    assert "private" in res.error and "images.example.test" in res.error
+
+
+def test_connected_peer_is_checked_again(engine):
+    """DNS rebinding: the lookup looked fine, the socket ended up on loopback -> refused."""
+    port = engine.port
+
+    def resolve_as_public(host, port_, allow_loopback):
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    with mock.patch.object(fetch, "_resolve", side_effect=resolve_as_public):
+        res = fetch.fetch(f"http://rebind.example.test:{port}/img/circle/0.jpg", settings(allow_loopback=False))
+    assert "connected peer" in res.error and "loopback" in res.error
+
+
+def test_redirect_to_metadata_service_refused_even_with_loopback(engine):
+    url = engine.add_redirect("x", "http://169.254.169.254/latest/meta-data/iam.jpg")
+    res = fetch.fetch(url, FAST)
+    assert not res.ok
+    assert "169.254.169.254" in res.error and "refused" in res.error
+    assert res.final_url.startswith("http://169.254.169.254/") and res.status == 302
+
+
+def test_relative_redirect_followed_and_checked(engine):
+    target = engine.image_url("square", 1)
+    url = engine.add_redirect("x", target.replace(engine.base_url, ""), status=301)
+    res = fetch.fetch(url, FAST)
+    assert res.ok and res.final_url == target and res.status == 200
+
+
+def test_redirect_loop_capped(engine):
+    # Each canned response redirects to the previous one's address: a chain of 7 hops.
+    url = engine.image_url("circle", 0)
+    for _ in range(7):
+        url = engine.add_redirect("x", url)
+    res = fetch.fetch(url, FAST)
+    assert "more than 5 redirects" in res.error
+
+
+def test_oversize_refused_by_content_length(engine):
+    url = engine.add_bytes("x", b"\xff\xd8\xff" + b"0" * 150_000)
+    res = fetch.fetch(url, FAST)
+    assert "TooLargeError" in res.error and "Content-Length" in res.error and res.content is None
+
+
+def test_oversize_refused_while_streaming(engine):
+    url = engine.add_bytes("x", b"\xff\xd8\xff" + b"0" * 150_000, send_length=False)
+    res = fetch.fetch(url, FAST)
+    assert "TooLargeError" in res.error and "while streaming" in res.error and res.content is None
+
+
+def test_stalled_response_bounded_by_timeouts(engine):
+    url = engine.add_stall("x", seconds=30)
+    start = time.monotonic()
+    res = fetch.fetch(url, FAST)
+    elapsed = time.monotonic() - start
+    assert "timed out" in res.error and res.status == 200
+    assert elapsed < FAST.total_timeout_s + 0.5, elapsed
+
+
+def test_stall_without_retries_costs_one_read_timeout(engine):
+    url = engine.add_stall("x", seconds=30)
+    start = time.monotonic()
+    res = fetch.fetch(url, settings(retries=0, total_timeout_s=5.0))
+    assert "timed out" in res.error
+    assert time.monotonic() - start < 0.3 + 0.5
+
+
+def test_retries_503_then_success(engine):
+    url = engine.add_flaky("x", failures=2)
+    res = fetch.fetch(url, FAST)
+    assert res.ok and res.status == 200 and res.attempts == 3
+    assert engine.hits(url) == 3
+
+
+def test_gives_up_after_retries(engine):
+    url = engine.add_flaky("x", failures=10, status=500)
+    res = fetch.fetch(url, settings(retries=1))
+    assert res.error == "HTTP 500 after 2 attempts" and res.status == 500
+    assert engine.hits(url) == 2
+
+
+def test_404_not_retried(engine):
+    url = engine.add_status("x", 404)
+    res = fetch.fetch(url, FAST)
+    assert res.error == "HTTP 404" and res.status == 404 and engine.hits(url) == 1
+
+
+def test_connection_refused_is_retried_then_reported():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once we leave: nothing listens there
+    res = fetch.fetch(f"http://127.0.0.1:{port}/a.jpg", FAST)
+    assert "cannot connect" in res.error and res.attempts == 3
+
+
+def test_per_host_delay_spaces_requests_across_threads():
+    throttle = HostThrottle(0.05)
+    starts: list[float] = []
+    lock = threading.Lock()
+
+    def hit():
+        throttle.wait("example.com")
+        with lock:
+            starts.append(time.monotonic())
+
+    threads = [threading.Thread(target=hit) for _ in range(5)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    throttle.wait("other.example")  # another host is not delayed by the first
+    starts.sort()
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    assert min(gaps) >= 0.045, gaps
+
+
+def test_per_host_delay_respects_deadline():
+    throttle = HostThrottle(10.0)
+    throttle.wait("h")
+    with pytest.raises(fetch.RetryableError):
+        throttle.wait("h", deadline=time.monotonic() + 0.1)
