@@ -184,18 +184,24 @@ def safe_connect(host: str, port: int, *, allow_loopback: bool, connect_timeout:
         try:
             sock.settimeout(connect_timeout)
             sock.connect(sockaddr)
-            why = address_refusal(sock.getpeername()[0], allow_loopback)
-            if why:
-                raise UnsafeURLError(f"{host}: connected peer {why}")
-            if tls:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-            return sock
-        except UnsafeURLError:
-            sock.close()
-            raise
         except OSError as e:
             sock.close()
             last = e
+            continue
+        why = address_refusal(sock.getpeername()[0], allow_loopback)
+        if why:
+            sock.close()
+            raise UnsafeURLError(f"{host}: connected peer {why}")
+        if not tls:
+            return sock
+        try:
+            return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+        except ssl.SSLCertVerificationError as e:
+            sock.close()
+            raise FetchError(f"TLS certificate refused for {host}: {e.verify_message}") from None
+        except OSError as e:  # handshake reset or timed out: worth a retry
+            sock.close()
+            raise RetryableError(f"TLS handshake with {host}:{port} failed: {e}") from None
     raise RetryableError(f"cannot connect to {host}:{port}: {last}")
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from unittest import mock
 
 import pytest
@@ -205,3 +209,55 @@ def test_per_host_delay_respects_deadline():
     throttle.wait("h")
     with pytest.raises(fetch.RetryableError):
         throttle.wait("h", deadline=time.monotonic() + 0.1)
+
+
+@pytest.fixture
+def tls_server(tmp_path):
+    """An HTTPS server on 127.0.0.1 with a throwaway self-signed certificate."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not available to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        + ["-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = b"\xff\xd8\xff tls body"
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"https://127.0.0.1:{server.server_address[1]}/a.jpg", str(cert)
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_untrusted_certificate_refused_without_retry(tls_server):
+    url, _ = tls_server
+    res = fetch.fetch(url, FAST)
+    assert "TLS certificate refused" in res.error and res.attempts == 1
+
+
+def test_https_with_trusted_certificate(tls_server):
+    url, cafile = tls_server
+    trusted = ssl.create_default_context(cafile=cafile)
+    with mock.patch.object(fetch.ssl, "create_default_context", return_value=trusted):
+        res = fetch.fetch(url, FAST)
+    assert res.ok and res.content == b"\xff\xd8\xff tls body" and res.content_type == "image/jpeg"
