@@ -1,0 +1,149 @@
+"""The ImageCleaner's ComponentSpec, its keys, and the config <-> exec properties mapping.
+
+Execution parameters are the ``CleanConfig`` fields the cleaner uses plus the top-level
+``image_size`` and the class list: scalars under the field's own name, ``balance`` as 0/1
+and the classes JSON-encoded (plain types compile to Kubeflow and read well in ML
+Metadata).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from tfx.types import standard_artifacts
+from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
+
+from components.artifacts import CleaningReport, RawImages
+from pipeline.config import ConfigError, KeyclassConfig, parse_classes
+
+# Input and outputs.
+RAW_IMAGES_KEY = "raw_images"
+EXAMPLES_KEY = "examples"
+REPORT_KEY = "report"
+
+# Execution parameters.
+CLASSES_KEY = "classes_json"
+IMAGE_SIZE_KEY = "image_size"
+MIN_WIDTH_KEY = "min_width"
+MIN_HEIGHT_KEY = "min_height"
+NEAR_DUPLICATE_DISTANCE_KEY = "near_duplicate_distance"
+BALANCE_KEY = "balance"
+EVAL_FRACTION_KEY = "eval_fraction"
+JPEG_QUALITY_KEY = "jpeg_quality"
+MAX_IMAGE_PIXELS_KEY = "max_image_pixels"
+
+PARAMETER_TYPES: dict[str, type] = {
+    CLASSES_KEY: str,
+    IMAGE_SIZE_KEY: int,
+    MIN_WIDTH_KEY: int,
+    MIN_HEIGHT_KEY: int,
+    NEAR_DUPLICATE_DISTANCE_KEY: int,
+    BALANCE_KEY: int,
+    EVAL_FRACTION_KEY: float,
+    JPEG_QUALITY_KEY: int,
+    MAX_IMAGE_PIXELS_KEY: int,
+}
+
+
+class ImageCleanerSpec(ComponentSpec):
+    """RawImages in; Examples (train/eval) and a CleaningReport out."""
+
+    PARAMETERS = {key: ExecutionParameter(type=tp) for key, tp in PARAMETER_TYPES.items()}
+    INPUTS = {RAW_IMAGES_KEY: ChannelParameter(type=RawImages)}
+    OUTPUTS = {
+        EXAMPLES_KEY: ChannelParameter(type=standard_artifacts.Examples),
+        REPORT_KEY: ChannelParameter(type=CleaningReport),
+    }
+
+
+@dataclasses.dataclass(frozen=True)
+class CleanerSettings:
+    """The cleaner's settings as plain, validated values."""
+
+    classes: tuple[str, ...]
+    image_size: int = 224
+    min_width: int = 224
+    min_height: int = 224
+    near_duplicate_distance: int = 4
+    balance: bool = True
+    eval_fraction: float = 0.2
+    jpeg_quality: int = 95
+    max_image_pixels: int = 64_000_000
+
+    def __post_init__(self):
+        object.__setattr__(self, "classes", tuple(parse_classes(list(self.classes))))
+        checks = [
+            (self.image_size >= 32, f"image_size: must be at least 32, got {self.image_size}"),
+            (self.min_width > 0 and self.min_height > 0, "min_width/min_height: must be positive"),
+            (0 <= self.near_duplicate_distance <= 32, "near_duplicate_distance: must be between 0 and 32 bits"),
+            (0 < self.eval_fraction < 1, f"eval_fraction: must be between 0 and 1, got {self.eval_fraction}"),
+            (1 <= self.jpeg_quality <= 100, f"jpeg_quality: must be between 1 and 100, got {self.jpeg_quality}"),
+            (self.max_image_pixels > 0, "max_image_pixels: must be positive"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"ImageCleaner: {message}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["classes"] = list(self.classes)
+        return out
+
+
+def settings_from_config(cfg: KeyclassConfig) -> CleanerSettings:
+    """The cleaner's settings from the one config (classes from ``crawl.classes``)."""
+    c = cfg.clean
+    return CleanerSettings(
+        classes=tuple(cfg.crawl.classes),
+        image_size=cfg.image_size,
+        min_width=c.min_width,
+        min_height=c.min_height,
+        near_duplicate_distance=c.near_duplicate_distance,
+        balance=c.balance,
+        eval_fraction=c.eval_fraction,
+        jpeg_quality=c.jpeg_quality,
+        max_image_pixels=c.max_image_pixels,
+    )
+
+
+def exec_properties(settings: CleanerSettings) -> dict[str, Any]:
+    return {
+        CLASSES_KEY: json.dumps(list(settings.classes)),
+        IMAGE_SIZE_KEY: settings.image_size,
+        MIN_WIDTH_KEY: settings.min_width,
+        MIN_HEIGHT_KEY: settings.min_height,
+        NEAR_DUPLICATE_DISTANCE_KEY: settings.near_duplicate_distance,
+        BALANCE_KEY: int(settings.balance),
+        EVAL_FRACTION_KEY: float(settings.eval_fraction),
+        JPEG_QUALITY_KEY: settings.jpeg_quality,
+        MAX_IMAGE_PIXELS_KEY: settings.max_image_pixels,
+    }
+
+
+def cleaner_exec_properties(cfg: KeyclassConfig) -> dict[str, Any]:
+    """The ImageCleaner's execution parameters for ``cfg`` (validated)."""
+    return exec_properties(settings_from_config(cfg))
+
+
+def settings_from_exec_properties(props: dict[str, Any]) -> CleanerSettings:
+    """The inverse of :func:`exec_properties`; names a missing or bad property."""
+    missing = [k for k in PARAMETER_TYPES if k not in props]
+    if missing:
+        raise ConfigError(f"ImageCleaner: execution properties missing: {', '.join(missing)}")
+    try:
+        classes = json.loads(props[CLASSES_KEY])
+    except (TypeError, ValueError):
+        raise ConfigError(f"ImageCleaner: {CLASSES_KEY} is not JSON: {props[CLASSES_KEY]!r}") from None
+    return CleanerSettings(
+        classes=tuple(classes),
+        image_size=int(props[IMAGE_SIZE_KEY]),
+        min_width=int(props[MIN_WIDTH_KEY]),
+        min_height=int(props[MIN_HEIGHT_KEY]),
+        near_duplicate_distance=int(props[NEAR_DUPLICATE_DISTANCE_KEY]),
+        balance=bool(props[BALANCE_KEY]),
+        eval_fraction=float(props[EVAL_FRACTION_KEY]),
+        jpeg_quality=int(props[JPEG_QUALITY_KEY]),
+        max_image_pixels=int(props[MAX_IMAGE_PIXELS_KEY]),
+    )

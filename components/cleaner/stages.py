@@ -1,0 +1,201 @@
+"""The cleaner's Beam stages: per-image work in a DoFn, global decisions as one pure step.
+
+    manifest records ─┬─ files (sha256, path) ─ Distinct ─ Reshuffle ─ DecodeImage ─┬─ ImageMeta ─ ToList ─┐
+                      │                                                               └─ (sha256, JPEG) ──┐  │
+                      └────────────────────────── AsList ──────────────────── Decide (funnel.decide) ◄──┘──┘
+                                                                               ├─ ledger.jsonl, report.json
+                                                          kept (side input) ───┴─ tf.Examples ─ Split-train/, Split-eval/
+
+Only the small ``ImageMeta`` records (no pixels) meet in one place; the encoded
+model-size JPEGs flow straight from the decode step to the TFRecord writers.
+Files are read through Beam's FileSystems, so the same code reads local disk, GCS or S3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import apache_beam as beam
+import imagehash
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+
+from components import layout
+from components.cleaner import decode, funnel
+from components.cleaner.spec import CleanerSettings
+
+ENCODED_TAG = "encoded"
+TFRECORD_PREFIX = "data_tfrecord"  # as TFX's ExampleGen names its files
+TFRECORD_SUFFIX = ".gz"
+SPLITS = (layout.TRAIN_SPLIT, layout.EVAL_SPLIT)
+
+
+def process_image(
+    sha256: str, data: bytes, *, image_size: int, jpeg_quality: int, max_pixels: int
+) -> tuple[funnel.ImageMeta, bytes | None]:
+    """Decode, normalise, resize and encode one file: its metadata and the model JPEG
+    (None when it does not decode)."""
+    try:
+        d = decode.decode(data, max_pixels)
+    except decode.DecodeError as e:
+        return funnel.ImageMeta(sha256, error=e.reason), None
+    small = decode.resize_for_model(d.image, image_size)
+    meta = funnel.ImageMeta(
+        sha256,
+        width=d.width,
+        height=d.height,
+        format=d.format,
+        pixel_hash=decode.pixel_hash(d.image),
+        phash=str(imagehash.phash(small)),
+    )
+    return meta, decode.encode_jpeg(small, jpeg_quality)
+
+
+class DecodeImage(beam.DoFn):
+    """(sha256, relative path) -> ImageMeta, plus (sha256, model JPEG) on ``encoded``."""
+
+    def __init__(self, root: str, image_size: int, jpeg_quality: int, max_pixels: int):
+        self._root = root
+        self._kwargs = dict(image_size=image_size, jpeg_quality=jpeg_quality, max_pixels=max_pixels)
+        self._decoded = beam.metrics.Metrics.counter("ImageCleaner", "decoded")
+        self._failed = beam.metrics.Metrics.counter("ImageCleaner", "decode_failed")
+
+    def process(self, item: tuple[str, str]) -> Iterator[Any]:
+        sha256, rel = item
+        try:
+            with FileSystems.open(
+                FileSystems.join(self._root, rel), compression_type=CompressionTypes.UNCOMPRESSED
+            ) as f:
+                data = f.read()
+        except OSError:
+            self._failed.inc()
+            yield funnel.ImageMeta(sha256, error=funnel.MISSING_FILE)
+            return
+        meta, jpeg = process_image(sha256, data, **self._kwargs)
+        (self._failed if jpeg is None else self._decoded).inc()
+        yield meta
+        if jpeg is not None:
+            yield beam.pvalue.TaggedOutput(ENCODED_TAG, (sha256, jpeg))
+
+
+def decide_all(
+    metas: Sequence[funnel.ImageMeta], records: Sequence[funnel.Record], settings: CleanerSettings
+) -> dict[str, Any]:
+    """The global step: decisions, report, and what each kept file becomes."""
+    records = sorted(records, key=lambda r: r.index)
+    by_sha = {m.sha256: m for m in metas}
+    decisions = funnel.decide(
+        records,
+        by_sha,
+        classes=settings.classes,
+        min_width=settings.min_width,
+        min_height=settings.min_height,
+        near_duplicate_distance=settings.near_duplicate_distance,
+        balance=settings.balance,
+        eval_fraction=settings.eval_fraction,
+    )
+    kept = {}
+    for r, d in zip(records, decisions, strict=True):
+        if d.outcome == funnel.KEPT:
+            kept[r.sha256] = {"record": r, "decision": d, "meta": by_sha[r.sha256]}
+    return {
+        "ledger": funnel.ledger_lines(records, decisions),
+        "report": funnel.build_report(records, decisions, settings.classes, settings.to_dict()),
+        "kept": kept,
+    }
+
+
+def make_example(jpeg: bytes, record: funnel.Record, meta: funnel.ImageMeta, label: int) -> bytes:
+    """The serialized tf.Example for one kept image (feature keys: components.layout)."""
+    import tensorflow as tf  # only the writer stage needs TensorFlow
+
+    def b(v: str | bytes) -> tf.train.Feature:
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() if isinstance(v, str) else v]))
+
+    def i(v: int) -> tf.train.Feature:
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
+
+    features = {
+        layout.F_IMAGE: b(jpeg),
+        layout.F_FORMAT: b(b"jpeg"),
+        layout.F_LABEL: i(label),
+        layout.F_LABEL_TEXT: b(record.keyword),
+        layout.F_SOURCE_URL: b(record.url),
+        layout.F_SHA256: b(record.sha256),
+        layout.F_PHASH: b(meta.phash),
+        layout.F_ORIG_WIDTH: i(meta.width),
+        layout.F_ORIG_HEIGHT: i(meta.height),
+        layout.F_ORIG_FORMAT: b(meta.format),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+
+
+def _to_examples(item: tuple[str, bytes], result: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
+    sha256, jpeg = item
+    kept = result["kept"].get(sha256)
+    if kept is not None:
+        d = kept["decision"]
+        yield d.split, make_example(jpeg, kept["record"], kept["meta"], d.label)
+
+
+def _write_text(path: str, text: str) -> None:
+    with FileSystems.create(path, mime_type="text/plain", compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(text.encode())
+
+
+def write_ledger_and_report(result: dict[str, Any], report_uri: str) -> None:
+    _write_text(
+        FileSystems.join(report_uri, layout.LEDGER),
+        "".join(json.dumps(line, sort_keys=True) + "\n" for line in result["ledger"]),
+    )
+    _write_text(FileSystems.join(report_uri, layout.REPORT), json.dumps(result["report"], indent=2) + "\n")
+
+
+def split_dir(examples_uri: str, split: str) -> str:
+    return os.path.join(examples_uri, f"Split-{split}")
+
+
+def build_pipeline(
+    p: beam.Pipeline,
+    records: Sequence[funnel.Record],
+    raw_uri: str,
+    settings: CleanerSettings,
+    examples_uri: str,
+    report_uri: str,
+) -> None:
+    """Add the cleaner's stages to ``p``."""
+    classes = set(settings.classes)
+    recs = p | "Records" >> beam.Create(list(records))
+    decoded = (
+        recs
+        | "ToDecode" >> beam.Filter(lambda r: r.has_file and r.keyword in classes)
+        | "Files" >> beam.Map(lambda r: (r.sha256, r.path))
+        | "OncePerFile" >> beam.Distinct()
+        | "Spread" >> beam.Reshuffle()
+        | "Decode"
+        >> beam.ParDo(
+            DecodeImage(raw_uri, settings.image_size, settings.jpeg_quality, settings.max_image_pixels)
+        ).with_outputs(ENCODED_TAG, main="meta")
+    )
+    result = (
+        decoded.meta
+        | "AllMeta" >> beam.combiners.ToList()
+        | "Decide" >> beam.Map(decide_all, records=beam.pvalue.AsList(recs), settings=settings)
+    )
+    _ = result | "WriteReport" >> beam.Map(write_ledger_and_report, report_uri=report_uri)
+    examples = decoded[ENCODED_TAG] | "ToExamples" >> beam.FlatMap(_to_examples, result=beam.pvalue.AsSingleton(result))
+    parts = examples | "BySplit" >> beam.Partition(lambda kv, n: SPLITS.index(kv[0]), len(SPLITS))
+    for split, part in zip(SPLITS, parts, strict=True):
+        _ = (
+            part
+            | f"Values[{split}]" >> beam.Values()
+            | f"Write[{split}]"
+            >> beam.io.WriteToTFRecord(
+                os.path.join(split_dir(examples_uri, split), TFRECORD_PREFIX),
+                file_name_suffix=TFRECORD_SUFFIX,
+                compression_type=CompressionTypes.GZIP,
+            )
+        )
