@@ -6,11 +6,15 @@ import dataclasses
 import json
 
 import pytest
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
 
 from components.artifacts import RawImages
 from components.crawler import spec
 from components.crawler.component import ImageCrawler
 from pipeline.config import ConfigError, CrawlConfig, load_config
+from tests.crawler.conftest import make_cfg
 
 
 def test_every_crawl_setting_is_an_execution_parameter():
@@ -71,3 +75,24 @@ def test_executor_refuses_missing_or_bad_properties():
         spec.crawl_config_from_exec_properties({k: v for k, v in props.items() if k != spec.SNAPSHOT_KEY})
     with pytest.raises(ConfigError, match="sources_json"):
         spec.crawl_config_from_exec_properties({**props, spec.SOURCES_KEY: "bing,google"})
+
+
+@pytest.mark.e2e
+def test_runs_in_a_local_tfx_pipeline(engine, tmp_path):
+    """LocalDagRunner with the crawler alone: MLMD records the RawImages artifact and its counts."""
+    crawler = ImageCrawler.from_config(make_cfg(engine, max_images_per_class=2, min_images_per_class=2))
+    metadata = tmp_path / "metadata.sqlite"
+    tfx.orchestration.LocalDagRunner().run(
+        tfx.dsl.Pipeline(
+            pipeline_name="crawl-only",
+            pipeline_root=str(tmp_path / "root"),
+            components=[crawler],
+            metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(str(metadata)),
+        )
+    )
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(metadata)
+    (artifact,) = metadata_store.MetadataStore(config).get_artifacts_by_type(RawImages.TYPE_NAME)
+    assert artifact.custom_properties["num_images"].int_value == 4
+    with open(f"{artifact.uri}/manifest.jsonl") as f:
+        assert sum(1 for _ in f) == 4
