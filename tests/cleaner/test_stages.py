@@ -1,0 +1,77 @@
+"""The Beam stages alone: DecodeImage and the decision step with beam.Create + assert_that."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+from apache_beam.testing.test_pipeline import TestPipeline
+from apache_beam.testing.util import assert_that, equal_to
+
+from components.cleaner import funnel, stages
+from components.cleaner.spec import CleanerSettings
+from tests.fixtures import images as fx
+
+
+def test_decode_dofn_emits_metadata_and_model_jpegs(tmp_path):
+    records = fx.write_raw_images(
+        tmp_path,
+        [fx.Entry("cat", fx.rgb_jpeg(1)), fx.Entry("cat", fx.html_page()), fx.Entry("dog", fx.rgb_png(2, 300, 250))],
+    )
+    items = [(r["sha256"], r["path"]) for r in records] + [("0" * 64, "images/missing")]
+    with TestPipeline() as p:
+        out = (
+            p
+            | beam.Create(items)
+            | beam.ParDo(stages.DecodeImage(str(tmp_path), 32, 90, 1_000_000)).with_outputs(
+                stages.ENCODED_TAG, main="meta"
+            )
+        )
+        summary = out.meta | beam.Map(lambda m: (m.sha256[:4], m.error, m.width, m.height, m.format, len(m.phash)))
+        assert_that(
+            summary,
+            equal_to(
+                [
+                    (records[0]["sha256"][:4], "", 400, 300, "JPEG", 16),
+                    (records[1]["sha256"][:4], "html_not_image", 0, 0, "", 0),
+                    (records[2]["sha256"][:4], "", 300, 250, "PNG", 16),
+                    ("0000", "missing_file", 0, 0, "", 0),
+                ]
+            ),
+            label="meta",
+        )
+        sizes = out[stages.ENCODED_TAG] | beam.Map(lambda kv: (kv[0][:4], kv[1][:2]))
+        assert_that(
+            sizes,
+            equal_to([(records[0]["sha256"][:4], b"\xff\xd8"), (records[2]["sha256"][:4], b"\xff\xd8")]),
+            label="jpegs",
+        )
+
+
+def test_decision_step_as_a_singleton():
+    recs = [funnel.Record(i, kw, f"u{i}", f"{i:064x}", f"images/{i}") for i, kw in enumerate(["cat", "dog", "dog"])]
+    metas = [
+        funnel.ImageMeta(
+            r.sha256,
+            width=300,
+            height=300,
+            format="PNG",
+            pixel_hash=f"p{r.index}",
+            phash=f"{(0xF0F0F0F0F0F0F0F0 * (r.index + 1)) & (2**64 - 1):016x}",
+        )
+        for r in recs
+    ]
+    settings = CleanerSettings(classes=("cat", "dog"))
+    with TestPipeline() as p:
+        rec_pc = p | "Recs" >> beam.Create(recs)
+        result = (
+            p
+            | "Metas" >> beam.Create(metas)
+            | beam.combiners.ToList()
+            | beam.Map(stages.decide_all, records=beam.pvalue.AsList(rec_pc), settings=settings)
+        )
+        outcomes = result | beam.FlatMap(
+            lambda res: [(line["source_url"], line["outcome"], line["reason"]) for line in res["ledger"]]
+        )
+        expected = stages.decide_all(metas, recs, settings)["ledger"]
+        assert_that(outcomes, equal_to([(line["source_url"], line["outcome"], line["reason"]) for line in expected]))
+    assert expected[0]["outcome"] == "kept"
+    assert sorted(line["outcome"] for line in expected[1:]) == ["dropped", "kept"]  # dogs cut to one cat
