@@ -110,6 +110,10 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 urls["*"] = item.strip()
         out["crawl.search_url"] = urls
+    if getattr(args, "command", "") == "compile-kubeflow":
+        from kubeflow.cli import overrides as kubeflow_overrides
+
+        out.update(kubeflow_overrides(args))
     for item in getattr(args, "set", None) or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -134,6 +138,23 @@ def build_config(args: argparse.Namespace) -> KeyclassConfig:
             del urls["*"]
         cfg = load_config(args.config, {**overrides, "crawl.search_url": urls})
     return cfg
+
+
+def user_keys(args: argparse.Namespace) -> set[str]:
+    """Dotted keys the user set through --config or --set (they win over command defaults)."""
+    import yaml
+
+    keys = {item.partition("=")[0].strip() for item in getattr(args, "set", None) or []}
+
+    def walk(prefix: str, node) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}{k}.", v) if isinstance(v, dict) else keys.add(f"{prefix}{k}")
+
+    if getattr(args, "config", None):
+        with open(args.config) as f:
+            walk("", yaml.safe_load(f) or {})
+    return keys
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -176,6 +197,9 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=120, help="images the demo engine serves per class")
     _add_common(p)
 
+    from kubeflow.cli import add_compile_parser
+
+    add_compile_parser(sub, _add_classes, _add_dataset, _add_train, _add_common)
     return parser
 
 
@@ -216,10 +240,14 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "models":
             rows = commands.models(cfg)
             print(json.dumps(rows, indent=2) if args.json else commands.format_models(rows))
+        elif args.command == "compile-kubeflow":
+            from kubeflow.cli import compile_command
+
+            return compile_command(cfg, args)
         elif args.command == "demo":
             from pipeline.demo import run_demo
 
-            return run_demo(cfg, results=args.results, per_class=args.per_class)
+            return run_demo(cfg, results=args.results, per_class=args.per_class, user_keys=user_keys(args))
     except ConfigError as e:
         print(f"keyclass: {e}", file=sys.stderr)
         return 2

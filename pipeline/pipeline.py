@@ -14,10 +14,10 @@ import json
 
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
-from components.cleaner.component import ImageCleaner
-from components.crawler.component import ImageCrawler
 from tfx import v1 as tfx
 
+from components.cleaner.component import ImageCleaner
+from components.crawler.component import ImageCrawler
 from components.pusher.component import AtomicPusher
 from components.trainer.module import trainer_custom_config
 from components.validation.component import CurateSchema, ValidationGate
@@ -133,7 +133,7 @@ def create_pipeline(
             push_destination=tfx.proto.PushDestination(
                 filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
             ),
-        )
+        ).with_id("Pusher")
         components += [trainer, resolver, evaluator, pusher]
 
     return tfx.dsl.Pipeline(

@@ -142,8 +142,9 @@ def train_transfer(
 def cache_backbone_features(clf: Classifier, ds: tf.data.Dataset, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
     """Run the frozen backbone once over ``ds``; a dataset of (features, labels) in memory."""
     feats, labels, sizes = [], [], []
+    extract = tf.function(lambda x: clf.base(x, training=False), reduce_retracing=True)
     for x, y in ds:
-        feats.append(clf.base(x, training=False).numpy())
+        feats.append(extract(x).numpy())
         labels.append(y.numpy())
         sizes.append(len(y))
     if not feats:

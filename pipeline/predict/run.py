@@ -10,7 +10,6 @@ Unreadable and non-image files are recorded with their reason and never stop the
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import shutil
 from collections.abc import Callable, Iterator
@@ -59,8 +58,8 @@ def check_inputs(root: Path, results: Path | None = None) -> list[Path]:
     return files
 
 
-def default_loader(image_size: int) -> Callable[[Path], Loaded]:
-    """Decode a file with the cleaner's decoder and encode the model input."""
+def default_loader(image_size: int, jpeg_quality: int = 95) -> Callable[[Path], Loaded]:
+    """Decode, resize and encode a file exactly as the cleaner prepares training images."""
     from components.cleaner import decode
 
     def load(path: Path) -> Loaded:
@@ -72,10 +71,8 @@ def default_loader(image_size: int) -> Callable[[Path], Loaded]:
             img = decode.decode_to_rgb(data)
         except decode.DecodeError as e:
             return Loaded(path, None, b"", str(e))
-        small = img.resize((image_size, image_size), Image.BILINEAR)
-        buf = io.BytesIO()
-        small.save(buf, "JPEG", quality=95)
-        return Loaded(path, visualize.display_image(img), buf.getvalue())
+        model_input = decode.encode_jpeg(decode.resize_for_model(img, image_size), jpeg_quality)
+        return Loaded(path, visualize.display_image(img), model_input)
 
     return load
 
