@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> None:
         times[n] = (t_pairs, t_greedy)
         est_brute = t_brute * (n / args.brute) ** 2
         print(
-            f"n={n:>7}: near_pairs {t_pairs:6.2f} s ({len(pairs)} pairs), greedy groups {t_greedy:6.2f} s "
+            f"n={n:>7} (chunks, radius {dedup.plan(n, d)}): near_pairs {t_pairs:6.2f} s ({len(pairs)} pairs), greedy groups {t_greedy:6.2f} s "
             f"({groups} groups); brute force would take ~{est_brute:,.0f} s"
         )
     if len(sizes) >= 2:

@@ -3,12 +3,12 @@
 Execution parameters are the ``CleanConfig`` fields the cleaner uses plus the top-level
 ``image_size`` and the class list: scalars under the field's own name, ``balance`` as 0/1
 and the classes JSON-encoded (plain types compile to Kubeflow and read well in ML
-Metadata).
+Metadata). ``CleanerSettings`` lives in :mod:`settings` (no TFX import) so Beam workers
+can load it cheaply; it is re-exported here.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from typing import Any
 
@@ -16,7 +16,8 @@ from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
 from components.artifacts import CleaningReport, RawImages
-from pipeline.config import ConfigError, KeyclassConfig, parse_classes
+from components.cleaner.settings import CleanerSettings, settings_from_config
+from pipeline.config import ConfigError, KeyclassConfig
 
 # Input and outputs.
 RAW_IMAGES_KEY = "raw_images"
@@ -58,56 +59,6 @@ class ImageCleanerSpec(ComponentSpec):
     }
 
 
-@dataclasses.dataclass(frozen=True)
-class CleanerSettings:
-    """The cleaner's settings as plain, validated values."""
-
-    classes: tuple[str, ...]
-    image_size: int = 224
-    min_width: int = 224
-    min_height: int = 224
-    near_duplicate_distance: int = 4
-    balance: bool = True
-    eval_fraction: float = 0.2
-    jpeg_quality: int = 95
-    max_image_pixels: int = 64_000_000
-
-    def __post_init__(self):
-        object.__setattr__(self, "classes", tuple(parse_classes(list(self.classes))))
-        checks = [
-            (self.image_size >= 32, f"image_size: must be at least 32, got {self.image_size}"),
-            (self.min_width > 0 and self.min_height > 0, "min_width/min_height: must be positive"),
-            (0 <= self.near_duplicate_distance <= 32, "near_duplicate_distance: must be between 0 and 32 bits"),
-            (0 < self.eval_fraction < 1, f"eval_fraction: must be between 0 and 1, got {self.eval_fraction}"),
-            (1 <= self.jpeg_quality <= 100, f"jpeg_quality: must be between 1 and 100, got {self.jpeg_quality}"),
-            (self.max_image_pixels > 0, "max_image_pixels: must be positive"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"ImageCleaner: {message}")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["classes"] = list(self.classes)
-        return out
-
-
-def settings_from_config(cfg: KeyclassConfig) -> CleanerSettings:
-    """The cleaner's settings from the one config (classes from ``crawl.classes``)."""
-    c = cfg.clean
-    return CleanerSettings(
-        classes=tuple(cfg.crawl.classes),
-        image_size=cfg.image_size,
-        min_width=c.min_width,
-        min_height=c.min_height,
-        near_duplicate_distance=c.near_duplicate_distance,
-        balance=c.balance,
-        eval_fraction=c.eval_fraction,
-        jpeg_quality=c.jpeg_quality,
-        max_image_pixels=c.max_image_pixels,
-    )
-
-
 def exec_properties(settings: CleanerSettings) -> dict[str, Any]:
     return {
         CLASSES_KEY: json.dumps(list(settings.classes)),
@@ -147,3 +98,13 @@ def settings_from_exec_properties(props: dict[str, Any]) -> CleanerSettings:
         jpeg_quality=int(props[JPEG_QUALITY_KEY]),
         max_image_pixels=int(props[MAX_IMAGE_PIXELS_KEY]),
     )
+
+
+__all__ = [
+    "CleanerSettings",
+    "ImageCleanerSpec",
+    "cleaner_exec_properties",
+    "exec_properties",
+    "settings_from_config",
+    "settings_from_exec_properties",
+]

@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from components import layout
 from components.cleaner import decode, funnel
-from components.cleaner.spec import CleanerSettings
+from components.cleaner.settings import CleanerSettings
 
 ENCODED_TAG = "encoded"
 TFRECORD_PREFIX = "data_tfrecord"  # as TFX's ExampleGen names its files

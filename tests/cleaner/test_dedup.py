@@ -31,14 +31,34 @@ def test_near_pairs_match_brute_force(max_distance):
         assert dedup.near_pairs(hashes, max_distance) == dedup.brute_force_pairs(hashes, max_distance)
 
 
-def test_index_query_reports_distances():
-    index = dedup.HammingIndex(3)
-    a = index.add(0)
-    b = index.add(0b111)
-    c = index.add(0b1111)
-    index.add(0b11111)
-    assert index.query(0b1) == [(a, 1), (b, 2), (c, 3)]
-    assert len(index) == 4
+@pytest.mark.parametrize(
+    "max_distance,chunks", [(0, 3), (1, 3), (4, 3), (4, 4), (4, 5), (7, 3), (7, 4), (7, 8), (12, 5)]
+)
+def test_every_chunk_plan_matches_brute_force(max_distance, chunks):
+    hashes = _hashes(300, seed=chunks, near_fraction=0.5)
+    want = dedup.brute_force_pairs(hashes, max_distance)
+    assert want, "the fixture should plant near pairs"
+    assert dedup.near_pairs(hashes, max_distance, chunks=chunks) == want
+
+
+def test_plan_widens_chunks_as_n_grows():
+    assert dedup.plan(10_000, 4) == (5, 0)
+    assert dedup.plan(1_000_000, 4) == (3, 1)
+
+
+def test_degenerate_buckets_and_edges():
+    same = [0] * 50 + [1 << 40] * 3  # e.g. blank images all hash to zero
+    assert dedup.near_pairs(same, 2) == dedup.brute_force_pairs(same, 2)
+    assert dedup.near_pairs([], 4) == [] and dedup.near_pairs([5], 4) == []
+    top = [2**64 - 1, 2**64 - 2, 0]
+    assert dedup.near_pairs(top, 1) == [(0, 1)]
+
+
+def test_popcount64():
+    import numpy as np
+
+    values = np.array([0, 1, 2**64 - 1, 0xF0F0], dtype=np.uint64)
+    assert dedup.popcount64(values).tolist() == [0, 1, 64, 8]
 
 
 def test_greedy_representatives_do_not_chain():
@@ -55,4 +75,4 @@ def test_greedy_joins_the_nearest_representative():
 
 def test_bad_distance_is_refused():
     with pytest.raises(ValueError, match="max_distance"):
-        dedup.HammingIndex(64)
+        dedup.near_pairs([1, 2], 64)

@@ -7,7 +7,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
 from components.cleaner import funnel, stages
-from components.cleaner.spec import CleanerSettings
+from components.cleaner.settings import CleanerSettings
 from tests.fixtures import images as fx
 
 
