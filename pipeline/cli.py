@@ -209,13 +209,17 @@ def _quiet(verbose: bool) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import logging as absl_logging
 
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    logging.getLogger("apache_beam").setLevel(logging.WARNING)
+    absl_logging.set_verbosity(absl_logging.ERROR)
+    for name in ("absl", "apache_beam", "tensorflow"):
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
+    # TFX's Beam executors parse sys.argv as absl flags (base_beam_executor.py), where our
+    # own flags would be misread (-v is absl's --verbosity). They are consumed here.
+    sys.argv = sys.argv[:1]
     _quiet(args.verbose)
     from pipeline import commands
 

@@ -145,6 +145,8 @@ def make_predictor(cfg: KeyclassConfig):
             version=p.version or None,
             label=p.label or None,
             timeout_s=p.timeout_s,
+            # The served model's label ids index the sorted class list it was trained on.
+            classes=list(cfg.crawl.classes),
         )
     else:
         found = store.find_model(cfg.models_dir, cfg.crawl.classes, version=p.version)
