@@ -100,6 +100,7 @@ def create_pipeline(
         statistics=statistics_gen.outputs["statistics"], schema=curate.outputs["curated_schema"]
     )
     gate = ValidationGate(
+        examples=cleaner.outputs["examples"],
         statistics=statistics_gen.outputs["statistics"],
         anomalies=example_validator.outputs["anomalies"],
         classes_json=classes_json,

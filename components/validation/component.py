@@ -59,6 +59,7 @@ def CurateSchema(
 
 @tfx.dsl.components.component
 def ValidationGate(
+    examples: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Examples],
     statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
     anomalies: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleAnomalies],
     verdict: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.InfraBlessing],
@@ -67,12 +68,19 @@ def ValidationGate(
     min_images_per_class: tfx.dsl.components.Parameter[int],
 ) -> None:
     """Raise DatasetRejected (stopping the pipeline) unless the dataset is fit to train."""
+    stats = _read_stats(statistics)
+    undecodable = {}
+    for split, split_stats in stats.items():
+        if not rules.has_image_stats(split_stats):  # too small for TFDV's image statistics
+            files = fileio.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
+            undecodable[split] = rules.undecodable_images(files)
     result = rules.judge(
         _read_anomalies(anomalies),
-        _read_stats(statistics),
+        stats,
         json.loads(classes_json),
         balance_tolerance=balance_tolerance,
         min_images_per_class=min_images_per_class,
+        undecodable_by_split=undecodable,
     )
     with fileio.open(os.path.join(verdict.uri, "verdict.json"), "w") as f:
         f.write(

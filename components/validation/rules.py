@@ -82,6 +82,35 @@ class GateVerdict:
     class_counts: dict[str, dict[str, int]]  # split -> class -> count
 
 
+def has_image_stats(stats: statistics_pb2.DatasetFeatureStatisticsList) -> bool:
+    """Whether TFDV computed ``image/encoded``'s image-format histogram. It only does for
+    100 or more values, and the schema's image domain is silently skipped without it."""
+    for ds in stats.datasets:
+        for feat in ds.features:
+            path = "/".join(feat.path.step) if feat.path.step else feat.name
+            if path == layout.F_IMAGE and any(c.name == "image_format_histogram" for c in feat.custom_stats):
+                return True
+    return False
+
+
+def undecodable_images(files: list[str]) -> list[str]:
+    """sha256 (or index) of every example whose ``image/encoded`` TensorFlow cannot decode."""
+    import tensorflow as tf
+
+    spec = {
+        layout.F_IMAGE: tf.io.FixedLenFeature([], tf.string),
+        layout.F_SHA256: tf.io.FixedLenFeature([], tf.string, default_value=""),
+    }
+    bad = []
+    for i, rec in enumerate(tf.data.TFRecordDataset(files, compression_type="GZIP")):
+        ex = tf.io.parse_single_example(rec, spec)
+        try:
+            tf.io.decode_image(ex[layout.F_IMAGE], channels=3, expand_animations=False)
+        except tf.errors.InvalidArgumentError:
+            bad.append(ex[layout.F_SHA256].numpy().decode() or f"#{i}")
+    return bad
+
+
 def class_counts(stats: statistics_pb2.DatasetFeatureStatisticsList) -> dict[str, dict[str, int]]:
     """Per split, examples per ``label/text`` value, from TFDV's rank histogram."""
     out: dict[str, dict[str, int]] = {}
@@ -104,9 +133,15 @@ def judge(
     *,
     balance_tolerance: float,
     min_images_per_class: int,
+    undecodable_by_split: dict[str, list[str]] | None = None,
 ) -> GateVerdict:
-    """Everything that must hold before training; each problem named in plain words."""
+    """Everything that must hold before training; each problem named in plain words.
+    ``undecodable_by_split`` holds the gate's own decode check for splits too small for
+    TFDV's image statistics."""
     problems: list[str] = []
+    for split, bad in sorted((undecodable_by_split or {}).items()):
+        if bad:
+            problems.append(f"{split}: {len(bad)} images TensorFlow cannot decode: {', '.join(bad[:5])}")
     for split, anomalies in sorted(anomalies_by_split.items()):
         for feature, info in sorted(anomalies.anomaly_info.items()):
             reasons = "; ".join(r.description or r.short_description for r in info.reason) or info.description
