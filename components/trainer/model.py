@@ -53,5 +53,21 @@ def build_classifier(
 
 
 def set_backbone_trainable(clf: Classifier, trainable: bool) -> None:
-    """Freeze (phase 1) or unfreeze (phase 2) the backbone."""
+    """Freeze (phase 1) or unfreeze (phase 2) the backbone, BatchNorm layers excepted:
+    they stay frozen and so in inference mode. Keras 3 does not keep the
+    ``training=False`` given when the functional model was built, so an unfrozen
+    BatchNorm would switch to batch statistics and update its moving averages."""
     clf.base.trainable = trainable
+    if trainable:
+        for layer in _all_layers(clf.base):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+
+
+def _all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    out = []
+    for layer in model.layers:
+        out.append(layer)
+        if hasattr(layer, "layers"):
+            out.extend(_all_layers(layer))
+    return out

@@ -79,6 +79,19 @@ def test_phase1_learns_and_phase2_is_kept_only_if_better(records):
         np.testing.assert_array_equal(a, b)
 
 
+def test_fine_tuning_keeps_batchnorm_in_inference_mode(records):
+    root, _ = records
+    clf = build_classifier("tiny", SIZE, scenes.CLASSES, weights="none", seed=2)
+    bn = clf.base.get_layer("bn0")
+    moving = [bn.moving_mean.numpy().copy(), bn.moving_variance.numpy().copy()]
+    conv = clf.base.get_layer("conv0").kernel.numpy().copy()
+    ds = data.make_dataset(_files(root, "train"), SIZE, 16, training=True)
+    train.fine_tune(clf, ds, ds, baseline_val_loss=1e9, learning_rate=1e-3, epochs=1, verbose=0)
+    for a, b in zip(moving, (bn.moving_mean, bn.moving_variance), strict=True):
+        np.testing.assert_array_equal(a, b.numpy())  # moving statistics untouched
+    assert not np.array_equal(conv, clf.base.get_layer("conv0").kernel.numpy())  # the backbone did train
+
+
 def test_run_fn_trains_both_phases_and_exports(records, tmp_path):
     root, _ = records
     tc = TrainConfig(backbone="tiny", weights="none", batch_size=16, max_epochs=2, fine_tune_epochs=1, augment=True)
