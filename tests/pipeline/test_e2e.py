@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import commands, demo_images, store
 from pipeline.config import load_config
@@ -93,10 +94,12 @@ def make_cfg(home: Path, engine: DemoSearchEngine, **extra):
     )
 
 
-def executions(cfg, node: str) -> int:
+def executions(cfg, node: str, state=None) -> int:
+    """How many executions of ``node`` ML Metadata recorded (optionally in one state)."""
     s = metadata_store.MetadataStore(store.sqlite_connection(cfg.metadata_path))
     ctx = s.get_context_by_type_and_name("node", f"{cfg.resolved_pipeline_name}.{node}")
-    return len(s.get_executions_by_context(ctx.id)) if ctx else 0
+    execs = s.get_executions_by_context(ctx.id) if ctx else []
+    return sum(1 for e in execs if state is None or e.last_known_state == state)
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +171,12 @@ def test_train_blesses_and_pushes_a_model_that_loads(trained):
 
 def test_a_worse_model_is_not_blessed_and_the_served_version_stays(worse):
     cfg, before, outcome = worse
+    # Three runs so far (dataset, train, worse): the crawl and the cleaning ran once and
+    # were reused from the cache, since classes, sources and snapshot did not change.
+    complete = metadata_store_pb2.Execution.COMPLETE
+    assert executions(cfg, "ImageCrawler", complete) == 1
+    assert executions(cfg, "ImageCleaner", complete) == 1
+    assert executions(cfg, "Trainer", complete) == 2
     assert outcome.blessed is False
     assert outcome.pushed is False
     after = store.list_models(cfg.models_dir)
