@@ -72,14 +72,16 @@ def _cpu() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
-def beam_run(root: str, items: list[tuple[str, str]], workers: int) -> tuple[float, float, int, int]:
+def beam_run(
+    root: str, items: list[tuple[str, str]], workers: int, mode: str = "multi_processing"
+) -> tuple[float, float, int, int]:
     """Wall seconds, CPU seconds (runner and its worker processes), images decoded, worker
     processes that did work."""
     options = PipelineOptions(
         [
             "--runner=DirectRunner",
             f"--direct_num_workers={workers}",
-            "--direct_running_mode=multi_processing",
+            f"--direct_running_mode={mode}",
         ]
     )
     t0, c0 = time.perf_counter(), _cpu()
@@ -105,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--images", type=int, default=3000)
     ap.add_argument("--distinct", type=int, default=200, help="different files (repeated up to --images)")
     ap.add_argument("--workers", type=int, default=0, help="0 = all cores")
+    ap.add_argument("--mode", default="multi_processing", help="DirectRunner mode: multi_processing or multi_threading")
     args = ap.parse_args(argv)
     workers = args.workers or os.cpu_count() or 1
     load_before = os.getloadavg()[0]
@@ -114,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
         c0 = _cpu()
         base = plain_loop(root, items)
         base_cpu = _cpu() - c0
-        startup, startup_cpu, _, _ = beam_run(root, items[: 2 * workers], workers)
-        seconds, cpu, decoded, procs = beam_run(root, items, workers)
+        startup, startup_cpu, _, _ = beam_run(root, items[: 2 * workers], workers, args.mode)
+        seconds, cpu, decoded, procs = beam_run(root, items, workers, args.mode)
     assert decoded == len(items), f"Beam decoded {decoded} of {len(items)}"
     n = len(items)
     print(f"images: {n} x 400x300 JPEG -> {SIZE}x{SIZE} JPEG + pHash; cores: {os.cpu_count()}, workers: {workers}")
@@ -124,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     print(f"plain Pillow loop, 1 process : {base:7.2f} s wall {base_cpu:7.2f} s CPU  {n / base:7.1f} images/s")
     print(
-        f"Beam DirectRunner multi-proc : {seconds:7.2f} s wall {cpu:7.2f} s CPU  {n / seconds:7.1f} images/s"
+        f"Beam DirectRunner {args.mode[:11]:<11}: {seconds:7.2f} s wall {cpu:7.2f} s CPU  {n / seconds:7.1f} images/s"
         f"  ({procs} worker processes did work)"
     )
     print(f"Beam fixed start-up (tiny run of {2 * workers} images): {startup:.2f} s wall, {startup_cpu:.2f} s CPU")

@@ -19,7 +19,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from components import layout
-from components.cleaner import funnel, spec, stages
+from components.cleaner import funnel, progress, spec, stages
 
 
 class ManifestError(ValueError):
@@ -49,6 +49,11 @@ def read_manifest(raw_uri: str) -> list[funnel.Record]:
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Cleans a RawImages artifact into train/eval Examples and a CleaningReport."""
 
+    def _runs_locally(self) -> bool:
+        """Beam's DirectRunner (the default): workers share this machine's disk."""
+        runners = [a.split("=", 1)[1] for a in self._beam_pipeline_args or [] if a.startswith("--runner=")]
+        return not runners or runners[-1] in ("DirectRunner", "direct")
+
     def Do(
         self,
         input_dict: dict[str, list[types.Artifact]],
@@ -66,8 +71,10 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         for split in stages.SPLITS:
             fileio.makedirs(stages.split_dir(examples.uri, split))
         fileio.makedirs(report.uri)
-        with self._make_beam_pipeline() as p:
-            stages.build_pipeline(p, records, raw.uri, settings, examples.uri, report.uri)
+        files = len({(r.sha256, r.path) for r in records if r.has_file})
+        with progress.ProgressBar(files, enabled=self._runs_locally()) as bar:
+            with self._make_beam_pipeline() as p:
+                stages.build_pipeline(p, records, raw.uri, settings, examples.uri, report.uri, bar.dir)
 
         examples.split_names = artifact_utils.encode_split_names(list(stages.SPLITS))
         with fileio.open(os.path.join(report.uri, layout.REPORT), "r") as f:

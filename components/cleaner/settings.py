@@ -5,22 +5,23 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from pipeline.config import ConfigError, KeyclassConfig, parse_classes
+from pipeline.config import CleanConfig, ConfigError, KeyclassConfig, parse_classes
 
 
 @dataclasses.dataclass(frozen=True)
 class CleanerSettings:
     """The cleaner's settings as plain, validated values."""
 
+    # Defaults are the configuration's own (pipeline/config.py), never restated here.
     classes: tuple[str, ...]
-    image_size: int = 224
-    min_width: int = 224
-    min_height: int = 224
-    near_duplicate_distance: int = 4
-    balance: bool = True
-    eval_fraction: float = 0.2
-    jpeg_quality: int = 95
-    max_image_pixels: int = 64_000_000
+    image_size: int = KeyclassConfig.image_size
+    min_width: int = CleanConfig.min_width
+    min_height: int = CleanConfig.min_height
+    near_duplicate_distance: int = CleanConfig.near_duplicate_distance
+    balance: bool = CleanConfig.balance
+    eval_fraction: float = CleanConfig.eval_fraction
+    jpeg_quality: int = CleanConfig.jpeg_quality
+    max_image_pixels: int = CleanConfig.max_image_pixels
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(parse_classes(list(self.classes))))

@@ -24,7 +24,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from components import layout
-from components.cleaner import decode, funnel
+from components.cleaner import decode, funnel, progress
 from components.cleaner.settings import CleanerSettings
 
 ENCODED_TAG = "encoded"
@@ -57,8 +57,9 @@ def process_image(
 class DecodeImage(beam.DoFn):
     """(sha256, relative path) -> ImageMeta, plus (sha256, model JPEG) on ``encoded``."""
 
-    def __init__(self, root: str, image_size: int, jpeg_quality: int, max_pixels: int):
+    def __init__(self, root: str, image_size: int, jpeg_quality: int, max_pixels: int, progress_dir: str | None = None):
         self._root = root
+        self._progress_dir = progress_dir
         self._kwargs = dict(image_size=image_size, jpeg_quality=jpeg_quality, max_pixels=max_pixels)
         self._decoded = beam.metrics.Metrics.counter("ImageCleaner", "decoded")
         self._failed = beam.metrics.Metrics.counter("ImageCleaner", "decode_failed")
@@ -76,6 +77,7 @@ class DecodeImage(beam.DoFn):
             return
         meta, jpeg = process_image(sha256, data, **self._kwargs)
         (self._failed if jpeg is None else self._decoded).inc()
+        progress.tick(self._progress_dir)
         yield meta
         if jpeg is not None:
             yield beam.pvalue.TaggedOutput(ENCODED_TAG, (sha256, jpeg))
@@ -165,8 +167,9 @@ def build_pipeline(
     settings: CleanerSettings,
     examples_uri: str,
     report_uri: str,
+    progress_dir: str | None = None,
 ) -> None:
-    """Add the cleaner's stages to ``p``."""
+    """Add the cleaner's stages to ``p``; ``progress_dir`` feeds a local progress bar."""
     classes = set(settings.classes)
     recs = p | "Records" >> beam.Create(list(records))
     decoded = (
@@ -177,7 +180,7 @@ def build_pipeline(
         | "Spread" >> beam.Reshuffle()
         | "Decode"
         >> beam.ParDo(
-            DecodeImage(raw_uri, settings.image_size, settings.jpeg_quality, settings.max_image_pixels)
+            DecodeImage(raw_uri, settings.image_size, settings.jpeg_quality, settings.max_image_pixels, progress_dir)
         ).with_outputs(ENCODED_TAG, main="meta")
     )
     result = (

@@ -35,6 +35,8 @@ import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
+from pipeline.config import CrawlConfig
+
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 CHUNK = 64 * 1024
@@ -75,14 +77,15 @@ class RetryableError(FetchError):
 class FetchSettings:
     """The network settings of one crawl (the CrawlConfig fields of the same names)."""
 
-    allow_loopback: bool = False
-    max_bytes: int = 20 * 1024 * 1024
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 10.0
-    total_timeout_s: float = 30.0
-    retries: int = 2
-    backoff_s: float = 0.5
-    per_host_delay_s: float = 0.0
+    # Defaults are the configuration's own (pipeline/config.py), never restated here.
+    allow_loopback: bool = CrawlConfig.allow_loopback
+    max_bytes: int = CrawlConfig.max_bytes
+    connect_timeout_s: float = CrawlConfig.connect_timeout_s
+    read_timeout_s: float = CrawlConfig.read_timeout_s
+    total_timeout_s: float = CrawlConfig.total_timeout_s
+    retries: int = CrawlConfig.retries
+    backoff_s: float = CrawlConfig.backoff_s
+    per_host_delay_s: float = CrawlConfig.per_host_delay_s
 
 
 @dataclasses.dataclass
