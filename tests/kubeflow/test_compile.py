@@ -110,3 +110,20 @@ def test_missing_pipeline_root_is_refused(tmp_path):
     cfg = _cfg(tmp_path, **{"runner.cloud_pipeline_root": ""})
     with pytest.raises(ConfigError, match="cloud_pipeline_root"):
         compile_pipeline(cfg, str(tmp_path / "p.json"))
+
+
+def test_compile_kubeflow_command(tmp_path, capsys, monkeypatch):
+    from pipeline.cli import main
+
+    monkeypatch.setenv("KEYCLASS_HOME", str(tmp_path / "home"))
+    out = tmp_path / "spec.json"
+    code = main(
+        [
+            "compile-kubeflow", "-c", "cat,dog", "--output", str(out), "--image", IMAGE,
+            "--pipeline-root", "gs://acme-bucket/keyclass", "--beam-runner", "flink", "--max-images", "300",
+        ]
+    )  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    text = out.read_text()
+    assert IMAGE in text and "--runner=FlinkRunner" in text and "gs://acme-bucket/keyclass/" in text
+    assert "compiled" in capsys.readouterr().out

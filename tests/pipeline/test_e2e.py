@@ -213,3 +213,15 @@ def test_run_reuses_the_model_and_predicts_a_folder(worse, engine, home, tmp_pat
         assert abs(sum(p["probabilities"].values()) - 1) < 1e-4
     on_disk = json.loads((results / "summary.json").read_text())
     assert on_disk["table"] == table
+
+
+def test_models_lists_the_pushed_model(trained):
+    cfg, outcome = trained
+    rows = commands.models(cfg)
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["classes"] == CLASSES and str(row["version"]) == outcome.pushed_version
+    assert row["backbone"] == "tiny" and 0 <= row["val_loss"] < 1 and 0 <= row["val_accuracy"] <= 1
+    assert set(row["images_per_class"]) == set(CLASSES) and row["trained_at"]
+    text = commands.format_models(rows)
+    assert "circle,square" in text and outcome.pushed_version in text
