@@ -23,23 +23,12 @@ class DatasetRejected(RuntimeError):
     """The validation gate refused the dataset; the message lists every problem."""
 
 
-def _read_stats(statistics: tfx.types.standard_artifacts.ExampleStatistics) -> dict:
+def _read_per_split(artifact, filename: str, proto_cls) -> dict:
+    """``{split: proto}`` from ``Split-<name>/<filename>`` of a TFX per-split artifact."""
     out = {}
-    for split in artifact_utils.decode_split_names(statistics.split_names):
-        path = os.path.join(artifact_utils.get_split_uri([statistics], split), "FeatureStats.pb")
-        stats = statistics_pb2.DatasetFeatureStatisticsList()
-        with fileio.open(path, "rb") as f:
-            stats.ParseFromString(f.read())
-        out[split] = stats
-    return out
-
-
-def _read_anomalies(anomalies: tfx.types.standard_artifacts.ExampleAnomalies) -> dict:
-    out = {}
-    for split in artifact_utils.decode_split_names(anomalies.split_names):
-        path = os.path.join(artifact_utils.get_split_uri([anomalies], split), "SchemaDiff.pb")
-        msg = anomalies_pb2.Anomalies()
-        with fileio.open(path, "rb") as f:
+    for split in artifact_utils.decode_split_names(artifact.split_names):
+        msg = proto_cls()
+        with fileio.open(os.path.join(artifact_utils.get_split_uri([artifact], split), filename), "rb") as f:
             msg.ParseFromString(f.read())
         out[split] = msg
     return out
@@ -68,14 +57,14 @@ def ValidationGate(
     min_images_per_class: tfx.dsl.components.Parameter[int],
 ) -> None:
     """Raise DatasetRejected (stopping the pipeline) unless the dataset is fit to train."""
-    stats = _read_stats(statistics)
+    stats = _read_per_split(statistics, "FeatureStats.pb", statistics_pb2.DatasetFeatureStatisticsList)
     undecodable = {}
     for split, split_stats in stats.items():
         if not rules.has_image_stats(split_stats):  # too small for TFDV's image statistics
             files = fileio.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
             undecodable[split] = rules.undecodable_images(files)
     result = rules.judge(
-        _read_anomalies(anomalies),
+        _read_per_split(anomalies, "SchemaDiff.pb", anomalies_pb2.Anomalies),
         stats,
         json.loads(classes_json),
         balance_tolerance=balance_tolerance,
