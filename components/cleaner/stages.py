@@ -20,8 +20,10 @@ from typing import Any
 
 import apache_beam as beam
 import imagehash
+import pyarrow as pa
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
+from tfx_bsl.coders import example_coder
 
 from components import layout
 from components.cleaner import decode, funnel, progress
@@ -110,37 +112,59 @@ def decide_all(
     }
 
 
-def make_example(jpeg: bytes, record: funnel.Record, meta: funnel.ImageMeta, label: int) -> bytes:
-    """The serialized tf.Example for one kept image (feature keys: components.layout)."""
-    import tensorflow as tf  # only the writer stage needs TensorFlow
-
-    def b(v: str | bytes) -> tf.train.Feature:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() if isinstance(v, str) else v]))
-
-    def i(v: int) -> tf.train.Feature:
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v)]))
-
-    features = {
-        layout.F_IMAGE: b(jpeg),
-        layout.F_FORMAT: b(b"jpeg"),
-        layout.F_LABEL: i(label),
-        layout.F_LABEL_TEXT: b(record.keyword),
-        layout.F_SOURCE_URL: b(record.url),
-        layout.F_SHA256: b(record.sha256),
-        layout.F_PHASH: b(meta.phash),
-        layout.F_ORIG_WIDTH: i(meta.width),
-        layout.F_ORIG_HEIGHT: i(meta.height),
-        layout.F_ORIG_FORMAT: b(meta.format),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString()
+# The tf.Example features of one kept image (keys: components.layout), as Arrow types.
+_EXAMPLE_TYPES = {
+    layout.F_IMAGE: pa.binary(),
+    layout.F_FORMAT: pa.binary(),
+    layout.F_LABEL: pa.int64(),
+    layout.F_LABEL_TEXT: pa.binary(),
+    layout.F_SOURCE_URL: pa.binary(),
+    layout.F_SHA256: pa.binary(),
+    layout.F_PHASH: pa.binary(),
+    layout.F_ORIG_WIDTH: pa.int64(),
+    layout.F_ORIG_HEIGHT: pa.int64(),
+    layout.F_ORIG_FORMAT: pa.binary(),
+}
 
 
-def _to_examples(item: tuple[str, bytes], result: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
-    sha256, jpeg = item
-    kept = result["kept"].get(sha256)
-    if kept is not None:
-        d = kept["decision"]
-        yield d.split, make_example(jpeg, kept["record"], kept["meta"], d.label)
+def make_examples(rows: Sequence[tuple[bytes, funnel.Record, funnel.ImageMeta, int]]) -> list[bytes]:
+    """Serialized tf.Examples, one per (model JPEG, record, metadata, label), in order.
+
+    Encoded by tfx_bsl's C++ coder from one Arrow batch: Beam workers never import
+    TensorFlow, which costs each worker process several seconds of start-up."""
+    if not rows:
+        return []
+    values: dict[str, list[Any]] = {key: [] for key in _EXAMPLE_TYPES}
+    for jpeg, record, meta, label in rows:
+        for key, value in (
+            (layout.F_IMAGE, jpeg),
+            (layout.F_FORMAT, b"jpeg"),
+            (layout.F_LABEL, int(label)),
+            (layout.F_LABEL_TEXT, record.keyword.encode()),
+            (layout.F_SOURCE_URL, record.url.encode()),
+            (layout.F_SHA256, record.sha256.encode()),
+            (layout.F_PHASH, meta.phash.encode()),
+            (layout.F_ORIG_WIDTH, int(meta.width)),
+            (layout.F_ORIG_HEIGHT, int(meta.height)),
+            (layout.F_ORIG_FORMAT, meta.format.encode()),
+        ):
+            values[key].append([value])
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(values[key], pa.list_(t)) for key, t in _EXAMPLE_TYPES.items()], names=list(_EXAMPLE_TYPES)
+    )
+    return example_coder.RecordBatchToExamples(batch)
+
+
+def _to_examples(batch: Sequence[tuple[str, bytes]], result: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
+    """(split, serialized tf.Example) for the kept images of a batch of (sha256, JPEG)."""
+    rows, splits = [], []
+    for sha256, jpeg in batch:
+        kept = result["kept"].get(sha256)
+        if kept is not None:
+            d = kept["decision"]
+            rows.append((jpeg, kept["record"], kept["meta"], d.label))
+            splits.append(d.split)
+    yield from zip(splits, make_examples(rows), strict=True)
 
 
 def _write_text(path: str, text: str) -> None:
@@ -189,7 +213,11 @@ def build_pipeline(
         | "Decide" >> beam.Map(decide_all, records=beam.pvalue.AsList(recs), settings=settings)
     )
     _ = result | "WriteReport" >> beam.Map(write_ledger_and_report, report_uri=report_uri)
-    examples = decoded[ENCODED_TAG] | "ToExamples" >> beam.FlatMap(_to_examples, result=beam.pvalue.AsSingleton(result))
+    examples = (
+        decoded[ENCODED_TAG]
+        | "Batch" >> beam.BatchElements(min_batch_size=16, max_batch_size=256)
+        | "ToExamples" >> beam.FlatMap(_to_examples, result=beam.pvalue.AsSingleton(result))
+    )
     parts = examples | "BySplit" >> beam.Partition(lambda kv, n: SPLITS.index(kv[0]), len(SPLITS))
     for split, part in zip(SPLITS, parts, strict=True):
         _ = (

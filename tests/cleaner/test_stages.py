@@ -75,3 +75,41 @@ def test_decision_step_as_a_singleton():
         assert_that(outcomes, equal_to([(line["source_url"], line["outcome"], line["reason"]) for line in expected]))
     assert expected[0]["outcome"] == "kept"
     assert sorted(line["outcome"] for line in expected[1:]) == ["dropped", "kept"]  # dogs cut to one cat
+
+
+_BUILD_WITHOUT_TF = """
+import sys
+from components.cleaner import funnel, stages
+rec = funnel.Record(0, "cat", "http://x.test/a.jpg", "ab" * 32, "images/a")
+meta = funnel.ImageMeta("ab" * 32, width=400, height=300, format="PNG", pixel_hash="p", phash="0f" * 8)
+out = stages.make_examples([(b"JPEG-1", rec, meta, 1), (b"JPEG-2", rec, meta, 0)])
+sys.stdout.buffer.write(len(out[0]).to_bytes(4, "big") + out[0] + out[1])
+assert "tensorflow" not in sys.modules, "building examples imported TensorFlow"
+"""
+
+
+def test_examples_are_built_without_importing_tensorflow():
+    """Beam workers build the tf.Examples; importing TensorFlow there cost ~8 s per worker."""
+    import subprocess
+    import sys
+
+    import tensorflow as tf
+
+    proc = subprocess.run([sys.executable, "-c", _BUILD_WITHOUT_TF], capture_output=True, check=False)
+    assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+    n = int.from_bytes(proc.stdout[:4], "big")
+    first, second = (tf.train.Example.FromString(b) for b in (proc.stdout[4 : 4 + n], proc.stdout[4 + n :]))
+    f = first.features.feature
+    assert f["image/encoded"].bytes_list.value == [b"JPEG-1"]
+    assert f["image/format"].bytes_list.value == [b"jpeg"]
+    assert f["label"].int64_list.value == [1]
+    assert f["label/text"].bytes_list.value == [b"cat"]
+    assert f["image/source_url"].bytes_list.value == [b"http://x.test/a.jpg"]
+    assert f["image/sha256"].bytes_list.value == [b"ab" * 32]
+    assert f["image/phash"].bytes_list.value == [b"0f" * 8]
+    assert f["image/original_width"].int64_list.value == [400]
+    assert f["image/original_height"].int64_list.value == [300]
+    assert f["image/original_format"].bytes_list.value == [b"PNG"]
+    assert second.features.feature["label"].int64_list.value == [0]
+    assert second.features.feature["image/encoded"].bytes_list.value == [b"JPEG-2"]
+    assert stages.make_examples([]) == []
