@@ -71,7 +71,7 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         for split in stages.SPLITS:
             fileio.makedirs(stages.split_dir(examples.uri, split))
         fileio.makedirs(report.uri)
-        files = len({(r.sha256, r.path) for r in records if r.has_file})
+        files = sum(len(batch) for batch in stages.file_batches(records, settings.classes))
         with progress.ProgressBar(files, enabled=self._runs_locally()) as bar:
             with self._make_beam_pipeline() as p:
                 stages.build_pipeline(p, records, raw.uri, settings, examples.uri, report.uri, bar.dir)

@@ -1,4 +1,4 @@
-"""The Beam stages alone: DecodeImage and the decision step with beam.Create + assert_that."""
+"""The Beam stages alone: file batches, DecodeImages and the decision step with beam.Create + assert_that."""
 
 from __future__ import annotations
 
@@ -11,6 +11,20 @@ from components.cleaner.settings import CleanerSettings
 from tests.fixtures import images as fx
 
 
+def test_file_batches_list_each_stored_file_of_a_known_class_once():
+    recs = [
+        funnel.Record(0, "cat", "u0", "a" * 64, "images/a"),
+        funnel.Record(1, "dog", "u1", "a" * 64, "images/a"),  # the same file from a second URL
+        funnel.Record(2, "cat", "u2", "", "", error="404"),  # nothing stored
+        funnel.Record(3, "bird", "u3", "b" * 64, "images/b"),  # not a class
+    ] + [funnel.Record(4 + i, "dog", f"v{i}", f"{i:064x}", f"images/{i}") for i in range(5)]
+    batches = stages.file_batches(recs, ["cat", "dog"], size=2)
+    assert [len(b) for b in batches] == [2, 2, 2]
+    flat = [f for b in batches for f in b]
+    assert sorted(flat) == sorted([("a" * 64, "images/a")] + [(f"{i:064x}", f"images/{i}") for i in range(5)])
+    assert stages.file_batches([], ["cat", "dog"]) == []
+
+
 def test_decode_dofn_emits_metadata_and_model_jpegs(tmp_path):
     records = fx.write_raw_images(
         tmp_path,
@@ -20,12 +34,14 @@ def test_decode_dofn_emits_metadata_and_model_jpegs(tmp_path):
     with TestPipeline() as p:
         out = (
             p
-            | beam.Create(items)
-            | beam.ParDo(stages.DecodeImage(str(tmp_path), 32, 90, 1_000_000)).with_outputs(
+            | beam.Create([items[:2], items[2:]])
+            | beam.ParDo(stages.DecodeImages(str(tmp_path), 32, 90, 1_000_000)).with_outputs(
                 stages.ENCODED_TAG, main="meta"
             )
         )
-        summary = out.meta | beam.Map(lambda m: (m.sha256[:4], m.error, m.width, m.height, m.format, len(m.phash)))
+        summary = out.meta | beam.FlatMap(
+            lambda batch: [(m.sha256[:4], m.error, m.width, m.height, m.format, len(m.phash)) for m in batch]
+        )
         assert_that(
             summary,
             equal_to(
@@ -38,7 +54,7 @@ def test_decode_dofn_emits_metadata_and_model_jpegs(tmp_path):
             ),
             label="meta",
         )
-        sizes = out[stages.ENCODED_TAG] | beam.Map(lambda kv: (kv[0][:4], kv[1][:2]))
+        sizes = out[stages.ENCODED_TAG] | beam.FlatMap(lambda batch: [(sha[:4], jpeg[:2]) for sha, jpeg in batch])
         assert_that(
             sizes,
             equal_to([(records[0]["sha256"][:4], b"\xff\xd8"), (records[2]["sha256"][:4], b"\xff\xd8")]),
