@@ -10,25 +10,10 @@ sub-quadratic), and a brute-force scan on a small n for scale.
 from __future__ import annotations
 
 import argparse
-import random
 import time
 
 from components.cleaner import dedup
-
-
-def random_hashes(n: int, seed: int = 0, near_fraction: float = 0.05) -> list[int]:
-    """Random hashes with a few planted near duplicates (1-4 bit flips of an earlier one)."""
-    rng = random.Random(seed)
-    out: list[int] = []
-    for _ in range(n):
-        if out and rng.random() < near_fraction:
-            h = rng.choice(out)
-            for _ in range(rng.randint(1, 4)):
-                h ^= 1 << rng.randrange(64)
-            out.append(h)
-        else:
-            out.append(rng.getrandbits(64))
-    return out
+from tests.fixtures.hashes import random_hashes
 
 
 def timed(fn, *args) -> tuple[float, object]:

@@ -2,26 +2,15 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from components.cleaner import dedup
+from tests.fixtures.hashes import random_hashes
 
 
 def _hashes(n: int, seed: int, near_fraction: float = 0.3) -> list[int]:
-    """Random 64-bit hashes, a share of them a few bit flips away from an earlier one."""
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        if out and rng.random() < near_fraction:
-            h = rng.choice(out)
-            for _ in range(rng.randint(0, 8)):
-                h ^= 1 << rng.randrange(64)
-            out.append(h)
-        else:
-            out.append(rng.getrandbits(64))
-    return out
+    """Random 64-bit hashes, a share of them 0-8 bit flips away from an earlier one."""
+    return random_hashes(n, seed, near_fraction, min_flips=0, max_flips=8)
 
 
 @pytest.mark.parametrize("max_distance", [0, 1, 4, 7, 12, 32])
