@@ -16,10 +16,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from components import layout
-from components.trainer import data, train
-from components.trainer.model import build_classifier
-from pipeline import demo_images
+from keyclass.components import layout
+from keyclass.components.trainer import data, train
+from keyclass.components.trainer.model import build_classifier
+from keyclass.pipeline import demo_images
 from tests.fixtures import scenes
 
 

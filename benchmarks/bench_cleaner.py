@@ -30,8 +30,8 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components.cleaner import stages
-from components.cleaner.settings import CleanerSettings
+from keyclass.components.cleaner import stages
+from keyclass.components.cleaner.settings import CleanerSettings
 from tests.fixtures import images as fx
 
 SIZE, QUALITY, MAX_PIXELS = 224, 95, 64_000_000

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from components.cleaner import dedup
+from keyclass.components.cleaner import dedup
 from tests.fixtures.hashes import random_hashes
 
 

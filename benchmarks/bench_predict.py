@@ -19,13 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
-from components.cleaner import decode
-from components.trainer.export import export_model
-from components.trainer.gradcam import make_gradcam_heatmap
-from components.trainer.model import build_classifier
-from pipeline import demo_images
-from pipeline.predict.run import default_loader, predict_folder, write_result_images
-from serving.local import LocalPredictor
+from keyclass.components.cleaner import decode
+from keyclass.components.trainer.export import export_model
+from keyclass.components.trainer.gradcam import make_gradcam_heatmap
+from keyclass.components.trainer.model import build_classifier
+from keyclass.pipeline import demo_images
+from keyclass.pipeline.predict.run import default_loader, predict_folder, write_result_images
+from keyclass.serving.local import LocalPredictor
 
 CLASSES = ["circle", "square"]
 

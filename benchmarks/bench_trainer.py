@@ -22,9 +22,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from components.trainer import data, train
-from components.trainer.export import export_model
-from components.trainer.model import build_classifier
+from keyclass.components.trainer import data, train
+from keyclass.components.trainer.export import export_model
+from keyclass.components.trainer.model import build_classifier
 from tests.fixtures import scenes
 
 

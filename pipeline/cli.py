@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-from pipeline.config import ConfigError, KeyclassConfig, load_config
+from keyclass.pipeline.config import ConfigError, KeyclassConfig, load_config
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -66,6 +66,17 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+# Flags only compile-kubeflow has -> config keys.
+_KUBEFLOW_FLAG_TO_KEY = {
+    "image": "runner.image",
+    "pipeline_root": "runner.cloud_pipeline_root",
+    "serving_dir": "runner.cloud_serving_dir",
+    "gcp_project": "runner.gcp_project",
+    "gcp_region": "runner.gcp_region",
+    "temp_location": "runner.dataflow_temp_location",
+    "flink_master": "runner.flink_master",
+}
+
 _FLAG_TO_KEY = {
     "classes": "crawl.classes",
     "max_images": "crawl.max_images_per_class",
@@ -110,10 +121,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 urls["*"] = item.strip()
         out["crawl.search_url"] = urls
-    if getattr(args, "command", "") == "compile-kubeflow":
-        from kubeflow.cli import overrides as kubeflow_overrides
-
-        out.update(kubeflow_overrides(args))
+    for flag, key in _KUBEFLOW_FLAG_TO_KEY.items():
+        if hasattr(args, flag):
+            out[key] = getattr(args, flag)
     for item in getattr(args, "set", None) or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -197,9 +207,30 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--per-class", type=int, default=120, help="images the demo engine serves per class")
     _add_common(p)
 
-    from kubeflow.cli import add_compile_parser
+    p = sub.add_parser("compile-kubeflow", help="compile the pipeline to a Kubeflow Pipelines spec (JSON)")
+    _add_classes(p)
+    _add_dataset(p)
+    _add_train(p)
+    g = p.add_argument_group("kubeflow")
+    g.add_argument("--output", required=True, help="pipeline spec JSON to write")
+    g.add_argument("--image", help="container image holding keyclass (see kubeflow/Dockerfile)")
+    g.add_argument("--pipeline-root", help="gs://... or s3://... pipeline root")
+    g.add_argument("--serving-dir", help="where pushed models go (default PIPELINE_ROOT/serving)")
+    g.add_argument("--gcp-project", help="Dataflow project")
+    g.add_argument("--gcp-region", help="Dataflow region")
+    g.add_argument("--temp-location", help="Dataflow temp location gs://...")
+    g.add_argument("--flink-master", help="Flink master host:port")
+    _add_common(p)
 
-    add_compile_parser(sub, _add_classes, _add_dataset, _add_train, _add_common)
+    p = sub.add_parser("submit-kubeflow", help="upload a compiled pipeline: run it now and/or on a schedule")
+    p.add_argument("--host", required=True, help="Kubeflow Pipelines API endpoint")
+    p.add_argument("--package", required=True, help="compiled pipeline JSON (keyclass compile-kubeflow)")
+    p.add_argument("--experiment", default="keyclass", help="experiment name (default keyclass)")
+    p.add_argument("--job-name", default="keyclass-weekly", help="name of the run and the recurring run")
+    p.add_argument("--run-now", action="store_true", help="start one run now")
+    p.add_argument("--cron", help='recurring schedule, six fields, e.g. "0 0 3 * * 1" (Mondays 03:00)')
+    p.add_argument("--snapshot", help="crawl snapshot for these runs (a runtime parameter; default: the compiled one)")
+    _add_common(p)
     return parser
 
 
@@ -221,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     # own flags would be misread (-v is absl's --verbosity). They are consumed here.
     sys.argv = sys.argv[:1]
     _quiet(args.verbose)
-    from pipeline import commands
+    from keyclass.pipeline import commands
 
     try:
         cfg = build_config(args)
@@ -245,11 +276,24 @@ def main(argv: list[str] | None = None) -> int:
             rows = commands.models(cfg)
             print(json.dumps(rows, indent=2) if args.json else commands.format_models(rows))
         elif args.command == "compile-kubeflow":
-            from kubeflow.cli import compile_command
+            from keyclass.pipeline.kubeflow_runner import compile_pipeline
 
-            return compile_command(cfg, args)
+            spec = compile_pipeline(cfg, args.output)
+            tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+            print(
+                f"compiled {len(tasks)} steps for {cfg.runner.image} ({cfg.runner.beam_runner} Beam) to {args.output}"
+            )
+        elif args.command == "submit-kubeflow":
+            from keyclass.pipeline.kubeflow_submit import submit
+
+            if not args.run_now and not args.cron:
+                raise ConfigError("submit-kubeflow: give --run-now, --cron or both")
+            for rid in submit(
+                args.host, args.package, args.experiment, args.run_now, args.cron, args.job_name, args.snapshot
+            ):
+                print(rid)
         elif args.command == "demo":
-            from pipeline.demo import run_demo
+            from keyclass.pipeline.demo import run_demo
 
             return run_demo(cfg, results=args.results, per_class=args.per_class, user_keys=user_keys(args))
     except ConfigError as e:
@@ -264,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_summary(summary: dict, cfg: KeyclassConfig) -> None:
-    from pipeline.predict.summary import format_table
+    from keyclass.pipeline.predict.summary import format_table
 
     print(format_table(summary))
     print(f"\nresults in {cfg.predict.results}")

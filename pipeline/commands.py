@@ -9,8 +9,8 @@ import json
 import shutil
 from pathlib import Path
 
-from pipeline import store
-from pipeline.config import ConfigError, KeyclassConfig
+from keyclass.pipeline import store
+from keyclass.pipeline.config import ConfigError, KeyclassConfig
 
 
 def _require_classes(cfg: KeyclassConfig) -> None:
@@ -26,8 +26,9 @@ def check_sources(cfg: KeyclassConfig) -> None:
             p = Path(arg).expanduser()
             if not p.is_dir():
                 raise ConfigError(f"source {s}: {p} is not a readable folder")
-            subdirs = {d.name.strip().lower() for d in p.iterdir() if d.is_dir()}
-            if not any(c in subdirs or c.replace(" ", "_") in subdirs for c in cfg.crawl.classes):
+            classes = cfg.classes
+            found = {classes.for_folder(d.name) for d in p.iterdir() if d.is_dir()} - {None}
+            if not found:
                 raise ConfigError(f"source {s}: none of {cfg.crawl.classes} is a subfolder of {p}")
         elif kind == "urls":
             p = Path(arg).expanduser()
@@ -50,7 +51,7 @@ def format_funnel(report: dict) -> str:
 
 def dataset(cfg: KeyclassConfig, out: str) -> dict:
     """crawl → clean → validate; copy TFRecords, ledger and report to ``out``."""
-    from pipeline.local_runner import run_local
+    from keyclass.pipeline.local_runner import run_local
 
     _require_classes(cfg)
     check_sources(cfg)
@@ -69,7 +70,7 @@ def dataset(cfg: KeyclassConfig, out: str) -> dict:
 
 def train(cfg: KeyclassConfig):
     """The whole pipeline: crawl, clean, validate, train, gate, push."""
-    from pipeline.local_runner import run_local
+    from keyclass.pipeline.local_runner import run_local
 
     _require_classes(cfg)
     check_sources(cfg)
@@ -134,7 +135,7 @@ def format_models(rows: list[dict]) -> str:
 def make_predictor(cfg: KeyclassConfig):
     """The predictor for ``cfg``: a TF Serving endpoint, or the newest local model for
     exactly these classes. Refuses unknown models and class mismatches."""
-    from serving.predictor import make_predictor as make
+    from keyclass.serving.predictor import make_predictor as make
 
     _require_classes(cfg)
     p = cfg.predict
@@ -146,10 +147,10 @@ def make_predictor(cfg: KeyclassConfig):
             label=p.label or None,
             timeout_s=p.timeout_s,
             # The served model's label ids index the sorted class list it was trained on.
-            classes=list(cfg.crawl.classes),
+            classes=cfg.classes.names,
         )
     else:
-        found = store.find_model(cfg.models_dir, cfg.crawl.classes, version=p.version)
+        found = store.find_model(cfg.models_dir, cfg.classes, version=p.version)
         if found is None:
             have = sorted({", ".join(m.classes) for m in store.list_models(cfg.models_dir)})
             hint = f" (stored: {'; '.join(have)})" if have else ""
@@ -167,7 +168,7 @@ def make_predictor(cfg: KeyclassConfig):
 
 def predict(cfg: KeyclassConfig, path: str, progress: bool = True) -> dict:
     """Predict every image under ``path``; write the results folder; return the summary."""
-    from pipeline.predict.run import check_inputs, predict_folder
+    from keyclass.pipeline.predict.run import check_inputs, predict_folder
 
     _require_classes(cfg)
     check_inputs(Path(path), Path(cfg.predict.results))
@@ -189,7 +190,7 @@ def predict(cfg: KeyclassConfig, path: str, progress: bool = True) -> dict:
 def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bool]:
     """Reuse a stored model for exactly these classes, or train one; then predict.
     Returns (summary, trained)."""
-    from pipeline.predict.run import check_inputs, prepare_results_dir
+    from keyclass.pipeline.predict.run import check_inputs, prepare_results_dir
 
     _require_classes(cfg)
     results = Path(cfg.predict.results)
@@ -197,7 +198,7 @@ def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bo
     if results.exists() and any(results.iterdir()) and not cfg.predict.overwrite:
         prepare_results_dir(results, overwrite=False)  # raises the same message before work
     trained = False
-    if not cfg.predict.server and store.find_model(cfg.models_dir, cfg.crawl.classes) is None:
+    if not cfg.predict.server and store.find_model(cfg.models_dir, cfg.classes) is None:
         outcome = train(cfg)
         trained = True
         if not outcome.pushed:

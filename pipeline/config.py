@@ -17,7 +17,6 @@ tree as nested mappings::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -28,111 +27,37 @@ from typing import Any
 
 import yaml
 
-KNOWN_ENGINES = ("bing", "google")
-SOURCE_KINDS = ("bing", "google", "urls", "folder")
-# "tiny" is a small CNN on the same code path, for tests and smoke runs.
-BACKBONES = ("resnet50", "efficientnet_lite0", "tiny")
+from keyclass.components.classes import ClassList, class_set_id, normalize_class_name, parse_classes
+from keyclass.components.cleaner.settings import CleanConfig
+from keyclass.components.crawler.settings import KNOWN_ENGINES, SOURCE_KINDS, CrawlConfig
+from keyclass.components.errors import ConfigError
+from keyclass.components.trainer.settings import BACKBONES, TrainConfig
+
 BEAM_RUNNERS = ("direct", "dataflow", "flink")
 
-
-class ConfigError(ValueError):
-    """A setting is missing or wrong; the message names it and says what to fix."""
-
-
-def normalize_class_name(name: str) -> str:
-    """Canonical class name: case, surrounding and repeated spaces do not matter."""
-    return " ".join(name.strip().lower().split())
-
-
-def parse_classes(classes: str | list[str] | tuple[str, ...]) -> list[str]:
-    """Turn ``"Cat, dog"`` or ``["dog", "cat"]`` into the sorted canonical class list.
-
-    Raises ConfigError for empty names, duplicates or fewer than two classes.
-    """
-    raw = classes.split(",") if isinstance(classes, str) else list(classes)
-    names = [normalize_class_name(str(c)) for c in raw]
-    if any(not n for n in names):
-        raise ConfigError(f"classes: empty class name in {classes!r}; separate names with commas")
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"classes: {', '.join(dupes)} given more than once")
-    if len(names) < 2:
-        raise ConfigError(f"classes: need at least two classes, got {names}")
-    for n in names:
-        if "/" in n or "\\" in n or n in (".", ".."):
-            raise ConfigError(f"classes: {n!r} may not contain path separators")
-    return sorted(names)
-
-
-def class_set_id(classes: list[str]) -> str:
-    """Stable, filesystem-safe model name for a class set (order and case do not matter)."""
-    names = parse_classes(classes)
-    slug = "-".join(re.sub(r"[^a-z0-9]+", "_", n).strip("_") or "x" for n in names)[:60]
-    digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:8]
-    return f"{slug}-{digest}"
-
-
-@dataclasses.dataclass
-class CrawlConfig:
-    """What the ImageCrawler collects and how it talks to the web."""
-
-    classes: list[str] = dataclasses.field(default_factory=list)
-    # In order, until the quota is met: "bing", "google", "urls:FILE", "folder:DIR".
-    # A urls FILE holds "keyword<TAB>url" lines, or plain URLs when FILE names the
-    # keyword's own file (urls:DIR/{keyword}.txt). A folder DIR has one subfolder per class.
-    sources: list[str] = dataclasses.field(default_factory=lambda: ["bing", "google"])
-    # Engine search endpoints; unset engines use their public address.
-    search_url: dict[str, str] = dataclasses.field(default_factory=dict)
-    max_images_per_class: int = 1000
-    min_images_per_class: int = 20
-    allow_loopback: bool = False
-    max_bytes: int = 20 * 1024 * 1024
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 10.0
-    total_timeout_s: float = 30.0
-    retries: int = 2
-    backoff_s: float = 0.5
-    per_host_delay_s: float = 0.0
-    download_threads: int = 8
-    # Changing it forces a new crawl (e.g. the date, for a weekly refresh); otherwise the
-    # crawl is cached while classes and sources stay the same.
-    snapshot: str = ""
-
-
-@dataclasses.dataclass
-class CleanConfig:
-    """What the ImageCleaner keeps."""
-
-    min_width: int = 224
-    min_height: int = 224
-    near_duplicate_distance: int = 4
-    balance: bool = True
-    eval_fraction: float = 0.2
-    jpeg_quality: int = 95
-    max_image_pixels: int = 64_000_000
-    # Allowed relative deviation of a class's share from 1/K in the validation gate.
-    balance_tolerance: float = 0.2
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Trainer settings: backbone, weights and the two training phases."""
-
-    backbone: str = "resnet50"
-    # "imagenet", "none" or a path to a weights file.
-    weights: str = "imagenet"
-    batch_size: int = 32
-    max_epochs: int = 100
-    early_stopping_patience: int = 5
-    learning_rate: float = 1e-3
-    fine_tune_epochs: int = 10
-    fine_tune_learning_rate: float = 1e-5
-    augment: bool = True
-    # With augmentation off, phase 1 can train the head on cached backbone features.
-    cache_features: bool = False
-    seed: int = 42
-    # Test hook: permute training labels to make a deliberately worse model.
-    shuffle_labels: bool = False
+# Re-exported: the configuration's sections live with the components that use them.
+__all__ = [
+    "BACKBONES",
+    "BEAM_RUNNERS",
+    "KNOWN_ENGINES",
+    "SOURCE_KINDS",
+    "CleanConfig",
+    "ClassList",
+    "ConfigError",
+    "CrawlConfig",
+    "GateConfig",
+    "KeyclassConfig",
+    "PredictConfig",
+    "RunnerConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "class_set_id",
+    "dumps",
+    "load_config",
+    "normalize_class_name",
+    "parse_classes",
+    "validate",
+]
 
 
 @dataclasses.dataclass
@@ -201,8 +126,13 @@ class KeyclassConfig:
         return Path(self.runner.home).expanduser()
 
     @property
+    def classes(self) -> ClassList:
+        """The class list (``crawl.classes``): sorted, canonical, label i is class i."""
+        return ClassList(self.crawl.classes)
+
+    @property
     def model_name(self) -> str:
-        return class_set_id(self.crawl.classes)
+        return self.classes.model_name
 
     @property
     def resolved_pipeline_name(self) -> str:
@@ -353,57 +283,11 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
 
 def validate(cfg: KeyclassConfig) -> None:
     """Refuse settings that cannot work, naming each, before any work starts."""
-    if cfg.crawl.classes:
-        cfg.crawl.classes = parse_classes(cfg.crawl.classes)
-    c = cfg.crawl
-    if not c.sources:
-        raise ConfigError("crawl.sources: give at least one source")
-    for s in c.sources:
-        kind, _, arg = s.partition(":")
-        if kind not in SOURCE_KINDS:
-            raise ConfigError(f"crawl.sources: unknown source {s!r}; use bing, google, urls:FILE or folder:DIR")
-        if kind in KNOWN_ENGINES and arg:
-            raise ConfigError(f"crawl.sources: {s!r}: set an engine's endpoint with search_url, not a suffix")
-        if kind in ("urls", "folder") and not arg:
-            raise ConfigError(f"crawl.sources: {kind} needs a path, as {kind}:PATH")
-    for engine, url in c.search_url.items():
-        if engine not in KNOWN_ENGINES:
-            raise ConfigError(f"crawl.search_url: unknown engine {engine!r}")
-        if not re.match(r"^https?://", url):
-            raise ConfigError(f"crawl.search_url: {engine} endpoint must be http(s), got {url!r}")
-    _positive(c.max_images_per_class, "crawl.max_images_per_class")
-    _positive(c.max_bytes, "crawl.max_bytes")
-    _positive(c.download_threads, "crawl.download_threads")
-    if c.min_images_per_class < 1 or c.min_images_per_class > c.max_images_per_class:
-        raise ConfigError("crawl.min_images_per_class: must be between 1 and crawl.max_images_per_class")
-    for name in ("connect_timeout_s", "read_timeout_s", "total_timeout_s"):
-        _positive(getattr(c, name), f"crawl.{name}")
-    if c.retries < 0 or c.backoff_s < 0 or c.per_host_delay_s < 0:
-        raise ConfigError("crawl.retries, backoff_s and per_host_delay_s must not be negative")
-
+    cfg.crawl.validate()
     if cfg.image_size < 32:
         raise ConfigError(f"image_size: must be at least 32, got {cfg.image_size}")
-    k = cfg.clean
-    _positive(k.min_width, "clean.min_width")
-    _positive(k.min_height, "clean.min_height")
-    if not 0 <= k.near_duplicate_distance <= 32:
-        raise ConfigError("clean.near_duplicate_distance: must be between 0 and 32 bits")
-    if not 0 < k.eval_fraction < 1:
-        raise ConfigError("clean.eval_fraction: must be between 0 and 1")
-    if not 1 <= k.jpeg_quality <= 100:
-        raise ConfigError("clean.jpeg_quality: must be between 1 and 100")
-
-    t = cfg.train
-    if t.backbone not in BACKBONES:
-        raise ConfigError(f"train.backbone: unknown {t.backbone!r}; use one of {', '.join(BACKBONES)}")
-    if t.weights not in ("imagenet", "none") and not Path(t.weights).expanduser().is_file():
-        raise ConfigError(f"train.weights: {t.weights!r} is neither imagenet, none nor an existing file")
-    _positive(t.batch_size, "train.batch_size")
-    _positive(t.max_epochs, "train.max_epochs")
-    if t.fine_tune_epochs < 0:
-        raise ConfigError("train.fine_tune_epochs: must not be negative")
-    if t.cache_features and t.augment:
-        raise ConfigError("train.cache_features: needs train.augment off (cached features cannot be augmented)")
+    cfg.clean.validate()
+    cfg.train.validate()
 
     p = cfg.predict
     if not 0 < p.threshold <= 1:

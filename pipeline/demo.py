@@ -12,10 +12,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pipeline import commands, demo_images
-from pipeline.config import KeyclassConfig, apply_overrides, validate
-from pipeline.demo_engine import DemoSearchEngine
-from pipeline.predict.summary import format_table
+from keyclass.pipeline import commands, demo_images
+from keyclass.pipeline.config import KeyclassConfig, apply_overrides, validate
+from keyclass.pipeline.demo_engine import DemoSearchEngine
+from keyclass.pipeline.predict.summary import format_table
 
 # Test images are drawn far from the indices the engine serves, so none was trained on.
 TEST_INDEX_START = 100_000

@@ -13,9 +13,9 @@ import os
 from absl import logging
 from tfx import v1 as tfx
 
-from pipeline import store
-from pipeline.config import KeyclassConfig
-from pipeline.pipeline import create_pipeline
+from keyclass.pipeline import metadata
+from keyclass.pipeline.config import KeyclassConfig
+from keyclass.pipeline.pipeline import create_pipeline
 
 
 @dataclasses.dataclass
@@ -41,7 +41,7 @@ def build_local_pipeline(cfg: KeyclassConfig, ingestion_only: bool = False) -> t
         serving_model_dir=str(cfg.models_dir / cfg.model_name),
         config=cfg,
         beam_pipeline_args=cfg.beam_pipeline_args(),
-        metadata_connection_config=store.sqlite_connection(cfg.metadata_path),
+        metadata_connection_config=metadata.sqlite_connection(cfg.metadata_path),
         ingestion_only=ingestion_only,
     )
 
@@ -52,23 +52,23 @@ def _uri(outputs: dict, key: str) -> str:
 
 
 def collect_outcome(cfg: KeyclassConfig, ingestion_only: bool) -> RunOutcome:
-    conn = store.sqlite_connection(cfg.metadata_path)
+    conn = metadata.sqlite_connection(cfg.metadata_path)
     name = cfg.resolved_pipeline_name
     out = RunOutcome()
-    crawl = store.latest_outputs(conn, name, "ImageCrawler")
-    clean = store.latest_outputs(conn, name, "ImageCleaner")
+    crawl = metadata.latest_outputs(conn, name, "ImageCrawler")
+    clean = metadata.latest_outputs(conn, name, "ImageCleaner")
     out.raw_images_uri = _uri(crawl, "raw_images")
     out.examples_uri = _uri(clean, "examples")
     out.report_uri = _uri(clean, "report")
     if ingestion_only:
         return out
-    out.model_uri = _uri(store.latest_outputs(conn, name, "Trainer"), "model")
-    ev = store.latest_outputs(conn, name, "Evaluator")
+    out.model_uri = _uri(metadata.latest_outputs(conn, name, "Trainer"), "model")
+    ev = metadata.latest_outputs(conn, name, "Evaluator")
     blessing = (ev.get("blessing") or [None])[0]
     if blessing is not None:
         out.blessed = bool(blessing.custom_properties["blessed"].int_value)
     out.eval_metrics = read_eval_metrics(_uri(ev, "evaluation"))
-    pushed = (store.latest_outputs(conn, name, "Pusher").get("pushed_model") or [None])[0]
+    pushed = (metadata.latest_outputs(conn, name, "Pusher").get("pushed_model") or [None])[0]
     if pushed is not None:
         props = pushed.custom_properties
         out.pushed = bool(props["pushed"].int_value) if "pushed" in props else None

@@ -10,20 +10,20 @@ the local runner and the Kubeflow runner both call it with the same configuratio
 
 from __future__ import annotations
 
-import json
-
 import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
-from components.cleaner.component import ImageCleaner
-from components.crawler.component import ImageCrawler
-from components.pusher.component import AtomicPusher
-from components.trainer.module import trainer_custom_config
-from components.validation.component import CurateSchema, ValidationGate
-from pipeline.config import KeyclassConfig
+from keyclass.components.cleaner.component import ImageCleaner
+from keyclass.components.cleaner.settings import CleanerSettings
+from keyclass.components.crawler.component import ImageCrawler
+from keyclass.components.pusher.component import AtomicPusher
+from keyclass.components.trainer.module import trainer_custom_config
+from keyclass.components.validation.component import CurateSchema, ValidationGate
+from keyclass.pipeline.config import KeyclassConfig
+from keyclass.serving import model_layout
 
-TRAINER_RUN_FN = "components.trainer.module.run_fn"
+TRAINER_RUN_FN = "keyclass.components.trainer.module.run_fn"
 
 # Component ids, in pipeline order (tests and the Kubeflow runner read them).
 INGESTION_IDS = (
@@ -44,7 +44,7 @@ def eval_config(max_val_loss: float, max_loss_increase: float) -> tfma.EvalConfi
     return tfma.EvalConfig(
         model_specs=[
             tfma.ModelSpec(
-                signature_name="serving_tf_example",
+                signature_name=model_layout.SERVING_TF_EXAMPLE,
                 label_key="label",
                 prediction_key="probabilities",
                 preprocessing_function_names=[],
@@ -85,11 +85,14 @@ def create_pipeline(
 ) -> tfx.dsl.Pipeline:
     """Build the pipeline. ``serving_model_dir`` is ``<models>/<model_name>`` (pushed
     versions go below it). ``ingestion_only`` stops after the validation gate."""
-    classes = list(config.crawl.classes)
-    classes_json = json.dumps(classes)
+    classes = config.classes
+    classes_json = classes.to_json()
 
     crawler = ImageCrawler.from_config(config.crawl)
-    cleaner = ImageCleaner.from_config(config, raw_images=crawler.outputs["raw_images"])
+    cleaner = ImageCleaner.from_settings(
+        raw_images=crawler.outputs["raw_images"],
+        settings=CleanerSettings.create(classes, config.image_size, config.clean),
+    )
     statistics_gen = tfx.components.StatisticsGen(
         examples=cleaner.outputs["examples"],
         stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True),

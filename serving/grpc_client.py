@@ -15,9 +15,9 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving import savedmodel
-from serving.remote import RemotePredictor
-from serving.types import ModelNotFoundError, PredictorError, PredictResult, SignatureError, signature_inputs
+from keyclass.serving import savedmodel
+from keyclass.serving.remote import RemotePredictor
+from keyclass.serving.types import ModelNotFoundError, PredictorError, PredictResult, SignatureError, signature_inputs
 
 MAX_MESSAGE_BYTES = 256 * 1024 * 1024  # a batch of full-size photos easily passes gRPC's 4 MiB default
 

@@ -7,8 +7,9 @@ import threading
 
 import tensorflow as tf
 
-from serving import savedmodel
-from serving.types import (
+from keyclass.serving import model_layout, savedmodel
+from keyclass.serving.model_layout import GRAD_CAM
+from keyclass.serving.types import (
     PredictorError,
     PredictResult,
     SignatureError,
@@ -28,12 +29,12 @@ class LocalPredictor:
 
     def __init__(self, saved_model_dir: str, version: int | None = None, model_name: str | None = None):
         try:
-            self.saved_model_dir, self.version = savedmodel.resolve_saved_model_dir(saved_model_dir, version)
+            self.saved_model_dir, self.version = model_layout.resolve_saved_model_dir(saved_model_dir, version)
         except FileNotFoundError as e:
             raise PredictorError(f"local model: {e}") from None
         parent = os.path.dirname(os.path.normpath(self.saved_model_dir)) if self.version is not None else ""
         self.model_name = model_name or os.path.basename(parent or os.path.normpath(self.saved_model_dir))
-        self._meta = savedmodel.read_keyclass_metadata(self.saved_model_dir) or {}
+        self._meta = model_layout.read_metadata(self.saved_model_dir) or {}
         self._loaded = tf.saved_model.load(self.saved_model_dir)
         self._lock = threading.Lock()  # tf.function tracing is not worth racing over
 
@@ -41,7 +42,7 @@ class LocalPredictor:
     def classes(self) -> list[str]:
         if "classes" not in self._meta:
             raise PredictorError(
-                f"{self.saved_model_dir}: no assets.extra/{savedmodel.METADATA_FILE} with the class list; "
+                f"{self.saved_model_dir}: no {model_layout.ASSETS_EXTRA}/{model_layout.METADATA_FILE} with the class list; "
                 "was it exported by keyclass?"
             )
         return list(self._meta["classes"])
@@ -55,7 +56,7 @@ class LocalPredictor:
         return sorted(self._loaded.signatures.keys())
 
     def predict(
-        self, images: list[bytes], signature: str = "grad_cam", class_index: list[int] | None = None
+        self, images: list[bytes], signature: str = GRAD_CAM, class_index: list[int] | None = None
     ) -> PredictResult:
         check_request(images, signature, class_index)
         fn = self._loaded.signatures.get(signature)

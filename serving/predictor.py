@@ -6,7 +6,7 @@
 
 Command line (used by ``serving/smoke_test.sh``)::
 
-    python -m serving.predictor --server grpc://localhost:8500 --model NAME \\
+    python -m keyclass.serving.predictor --server grpc://localhost:8500 --model NAME \\
         --signatures serving_default,grad_cam cat.jpg
 """
 
@@ -18,10 +18,11 @@ import re
 import sys
 from pathlib import Path
 
-from serving.grpc_client import GrpcPredictor
-from serving.local import LocalPredictor
-from serving.rest_client import RestPredictor
-from serving.types import Predictor, PredictorError, PredictResult
+from keyclass.serving.grpc_client import GrpcPredictor
+from keyclass.serving.local import LocalPredictor
+from keyclass.serving.model_layout import GRAD_CAM_CLASS
+from keyclass.serving.rest_client import RestPredictor
+from keyclass.serving.types import Predictor, PredictorError, PredictResult
 
 __all__ = ["GrpcPredictor", "LocalPredictor", "Predictor", "PredictResult", "RestPredictor", "make_predictor"]
 
@@ -78,7 +79,7 @@ def summarize(result: PredictResult) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m serving.predictor", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m keyclass.serving.predictor", description=__doc__.split("\n\n")[0])
     p.add_argument("images", nargs="+", help="image files")
     p.add_argument("--server", default="", help="grpc://HOST:PORT, http://HOST:PORT or empty for in-process")
     p.add_argument("--model", default="", help="served model name")
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
             "predictions": {},
         }
         for sig in [s.strip() for s in a.signatures.split(",") if s.strip()]:
-            idx = [a.class_index] * len(images) if sig == "grad_cam_class" else None
+            idx = [a.class_index] * len(images) if sig == GRAD_CAM_CLASS else None
             report["predictions"][sig] = summarize(predictor.predict(images, signature=sig, class_index=idx))
     except (PredictorError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from serving import savedmodel
-from serving.types import (
+from keyclass.serving import model_layout
+from keyclass.serving.model_layout import GRAD_CAM
+from keyclass.serving.types import (
     PredictorError,
     PredictResult,
     ServerUnavailableError,
@@ -65,12 +66,14 @@ class RemotePredictor:
         self._keyclass_meta: dict | None = None
         if saved_model_dir:
             try:
-                path, _ = savedmodel.resolve_saved_model_dir(saved_model_dir, self.version)
+                path, _ = model_layout.resolve_saved_model_dir(saved_model_dir, self.version)
             except FileNotFoundError as e:
                 raise PredictorError(f"saved_model_dir: {e}") from None
-            self._keyclass_meta = savedmodel.read_keyclass_metadata(path)
+            self._keyclass_meta = model_layout.read_metadata(path)
             if self._keyclass_meta is None:
-                raise PredictorError(f"saved_model_dir: {path} has no assets.extra/{savedmodel.METADATA_FILE}")
+                raise PredictorError(
+                    f"saved_model_dir: {path} has no {model_layout.ASSETS_EXTRA}/{model_layout.METADATA_FILE}"
+                )
             if self._classes is None:
                 self._classes = list(self._keyclass_meta["classes"])
         self._metadata_cache: dict | None = None
@@ -124,7 +127,7 @@ class RemotePredictor:
         return (self._keyclass_meta or {}).get("image_size")
 
     def predict(
-        self, images: list[bytes], signature: str = "grad_cam", class_index: list[int] | None = None
+        self, images: list[bytes], signature: str = GRAD_CAM, class_index: list[int] | None = None
     ) -> PredictResult:
         check_request(images, signature, class_index)
         result = self._predict(images, signature, class_index)

@@ -14,9 +14,9 @@ import requests
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2
 
-from serving import savedmodel
-from serving.remote import RemotePredictor
-from serving.types import ModelNotFoundError, PredictorError, PredictResult, SignatureError, signature_inputs
+from keyclass.serving import savedmodel
+from keyclass.serving.remote import RemotePredictor
+from keyclass.serving.types import ModelNotFoundError, PredictorError, PredictResult, SignatureError, signature_inputs
 
 
 class _Retryable(Exception):

@@ -58,7 +58,7 @@ for sig in serving_default grad_cam; do
 done
 
 # 4. gRPC: status, metadata, predict and grad_cam through keyclass's python client.
-"$PYTHON" -m serving.predictor --server "grpc://$GRPC" --model "$MODEL" \
+"$PYTHON" -m keyclass.serving.predictor --server "grpc://$GRPC" --model "$MODEL" \
   --signatures serving_default,grad_cam "$IMAGE" > "$tmp/grpc.json" || fail "gRPC client failed (see above)"
 "$PYTHON" - "$tmp/grpc.json" <<'PY' || fail "gRPC answer incomplete: $(cat "$tmp/grpc.json")"
 import json, sys

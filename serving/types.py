@@ -13,16 +13,17 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-# The exported model's signatures and their inputs (see components/trainer/export.py).
-SIGNATURE_INPUTS: dict[str, tuple[str, ...]] = {
-    "serving_default": ("images",),
-    "grad_cam": ("images",),
-    "grad_cam_class": ("images", "class_index"),
-    "serving_tf_example": ("examples",),
-}
-HEATMAP_SIGNATURES = ("grad_cam", "grad_cam_class")
-OUTPUTS = ("probabilities", "class_id", "class_name", "confidence")
-IMAGE_FEATURE = "image/encoded"  # the tf.Example feature serving_tf_example parses
+from keyclass.serving.model_layout import (
+    CLASS_INDEX_INPUT,
+    EXAMPLES_INPUT,
+    GRAD_CAM,
+    GRAD_CAM_CLASS,
+    HEATMAP_OUTPUT,
+    IMAGE_FEATURE,
+    IMAGES_INPUT,
+    OUTPUTS,
+    SERVING_TF_EXAMPLE,
+)
 
 
 class PredictorError(RuntimeError):
@@ -74,7 +75,7 @@ class PredictResult:
             class_id=np.asarray(outputs["class_id"], dtype=np.int64).reshape(-1),
             class_name=names,
             confidence=np.asarray(outputs["confidence"], dtype=np.float32).reshape(-1),
-            heatmap=np.asarray(outputs["heatmap"], dtype=np.float32) if "heatmap" in outputs else None,
+            heatmap=np.asarray(outputs[HEATMAP_OUTPUT], dtype=np.float32) if HEATMAP_OUTPUT in outputs else None,
             model_version=model_version,
         )
         n = probs.shape[0]
@@ -103,7 +104,7 @@ class Predictor(Protocol):
         ...
 
     def predict(
-        self, images: list[bytes], signature: str = "grad_cam", class_index: list[int] | None = None
+        self, images: list[bytes], signature: str = GRAD_CAM, class_index: list[int] | None = None
     ) -> PredictResult: ...
 
     def metadata(self) -> dict:
@@ -125,7 +126,7 @@ def check_request(images: Sequence[bytes], signature: str, class_index: Sequence
     bad = [i for i, im in enumerate(images) if not isinstance(im, (bytes, bytearray))]
     if bad:
         raise TypeError(f"images: items {bad[:5]} are not bytes (pass encoded JPEG/PNG/GIF/BMP file contents)")
-    if signature == "grad_cam_class":
+    if signature == GRAD_CAM_CLASS:
         if class_index is None:
             raise SignatureError("signature 'grad_cam_class' needs class_index: one class id per image")
         if len(class_index) != len(images):
@@ -137,17 +138,17 @@ def check_request(images: Sequence[bytes], signature: str, class_index: Sequence
 def signature_inputs(images: Sequence[bytes], signature: str, class_index: Sequence[int] | None) -> dict[str, Any]:
     """The named numpy inputs for ``signature``; ``serving_tf_example`` wraps each image
     in a tf.Example under ``image/encoded``."""
-    if signature == "serving_tf_example":
+    if signature == SERVING_TF_EXAMPLE:
         from tensorflow.core.example import example_pb2, feature_pb2
 
         def example(data: bytes) -> bytes:
             feat = feature_pb2.Feature(bytes_list=feature_pb2.BytesList(value=[bytes(data)]))
             return example_pb2.Example(features=feature_pb2.Features(feature={IMAGE_FEATURE: feat})).SerializeToString()
 
-        return {"examples": np.array([example(im) for im in images], dtype=object)}
-    inputs: dict[str, Any] = {"images": np.array([bytes(im) for im in images], dtype=object)}
+        return {EXAMPLES_INPUT: np.array([example(im) for im in images], dtype=object)}
+    inputs: dict[str, Any] = {IMAGES_INPUT: np.array([bytes(im) for im in images], dtype=object)}
     if class_index is not None:
-        inputs["class_index"] = np.asarray(class_index, dtype=np.int32)
+        inputs[CLASS_INDEX_INPUT] = np.asarray(class_index, dtype=np.int32)
     return inputs
 
 

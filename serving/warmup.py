@@ -7,15 +7,12 @@ user request does not pay for graph tracing and kernel set-up of each signature.
 
 from __future__ import annotations
 
-import os
-
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
-from serving.types import signature_inputs
-
-WARMUP_FILE = "tf_serving_warmup_requests"
-WARMUP_SIGNATURES = ("serving_default", "grad_cam", "grad_cam_class", "serving_tf_example")
+from keyclass.serving import model_layout
+from keyclass.serving.model_layout import GRAD_CAM_CLASS, SIGNATURES
+from keyclass.serving.types import signature_inputs
 
 
 def warmup_requests(images: list[bytes], class_count: int) -> list[prediction_log_pb2.PredictionLog]:
@@ -27,9 +24,9 @@ def warmup_requests(images: list[bytes], class_count: int) -> list[prediction_lo
         raise ValueError(f"class_count: must be at least 1, got {class_count}")
     batches = [images[:1]] + ([list(images)] if len(images) > 1 else [])
     logs = []
-    for signature in WARMUP_SIGNATURES:
+    for signature in SIGNATURES:
         for batch in batches:
-            class_index = [i % class_count for i in range(len(batch))] if signature == "grad_cam_class" else None
+            class_index = [i % class_count for i in range(len(batch))] if signature == GRAD_CAM_CLASS else None
             request = predict_pb2.PredictRequest()
             request.model_spec.signature_name = signature
             for name, value in signature_inputs(batch, signature, class_index).items():
@@ -40,9 +37,8 @@ def warmup_requests(images: list[bytes], class_count: int) -> list[prediction_lo
 
 def write_warmup_requests(saved_model_dir: str, images: list[bytes], class_count: int) -> str:
     """Write ``<saved_model_dir>/assets.extra/tf_serving_warmup_requests``; returns its path."""
-    extra = os.path.join(saved_model_dir, "assets.extra")
-    tf.io.gfile.makedirs(extra)
-    path = os.path.join(extra, WARMUP_FILE)
+    path = model_layout.warmup_path(saved_model_dir)
+    tf.io.gfile.makedirs(tf.io.gfile.join(saved_model_dir, model_layout.ASSETS_EXTRA))
     with tf.io.TFRecordWriter(path) as writer:
         for log in warmup_requests(images, class_count):
             writer.write(log.SerializeToString())
@@ -51,8 +47,7 @@ def write_warmup_requests(saved_model_dir: str, images: list[bytes], class_count
 
 def read_warmup_requests(saved_model_dir: str) -> list[prediction_log_pb2.PredictionLog]:
     """The warmup records, parsed (for checks and tests)."""
-    path = os.path.join(saved_model_dir, "assets.extra", WARMUP_FILE)
     out = []
-    for record in tf.data.TFRecordDataset(path):
+    for record in tf.data.TFRecordDataset(model_layout.warmup_path(saved_model_dir)):
         out.append(prediction_log_pb2.PredictionLog.FromString(record.numpy()))
     return out

@@ -7,9 +7,8 @@ from typing import Any
 from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import channel, standard_artifacts
 
-from components.artifacts import CleaningReport
-from components.cleaner import executor, spec
-from pipeline.config import KeyclassConfig
+from keyclass.components.artifacts import CleaningReport
+from keyclass.components.cleaner import executor, spec
 
 
 class ImageCleaner(base_beam_component.BaseBeamComponent):
@@ -18,8 +17,9 @@ class ImageCleaner(base_beam_component.BaseBeamComponent):
     a ledger line per crawled URL and a per-class funnel report.
 
     ``ImageCleaner(raw_images=ch, classes=["cat", "dog"], min_width=128)``: keyword
-    arguments are ``spec.CleanerSettings`` fields (defaults from there; an unknown name is
-    a TypeError). ``ImageCleaner.from_config(cfg, raw_images=ch)`` is what the pipeline uses.
+    arguments are ``CleanerSettings`` fields (defaults from there; an unknown name is a
+    TypeError). ``ImageCleaner.from_settings(raw_images=ch, settings=s)`` is what the
+    pipeline factory uses.
     """
 
     SPEC_CLASS = spec.ImageCleanerSpec
@@ -41,7 +41,6 @@ class ImageCleaner(base_beam_component.BaseBeamComponent):
         )
 
     @classmethod
-    def from_config(cls, cfg: KeyclassConfig, raw_images: channel.BaseChannel) -> ImageCleaner:
-        """The component for ``cfg``: ``crawl.classes``, ``image_size`` and ``clean.*``."""
-        s = spec.settings_from_config(cfg)
-        return cls(raw_images=raw_images, **s.to_dict())
+    def from_settings(cls, raw_images: channel.BaseChannel, settings: spec.CleanerSettings) -> ImageCleaner:
+        """The component for validated ``CleanerSettings``."""
+        return cls(raw_images=raw_images, **settings.to_dict())

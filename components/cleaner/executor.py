@@ -18,8 +18,8 @@ from tfx.dsl.components.base import base_beam_executor
 from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
-from components import layout
-from components.cleaner import funnel, progress, spec, stages
+from keyclass.components import layout
+from keyclass.components.cleaner import funnel, progress, spec, stages
 
 
 class ManifestError(ValueError):

@@ -40,9 +40,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from components import layout
-from components.cleaner import dedup
-from pipeline.config import normalize_class_name
+from keyclass.components import layout
+from keyclass.components.classes import ClassList, normalize_class_name
+from keyclass.components.cleaner import dedup
 
 KEPT, DROPPED, DUPLICATE, AMBIGUOUS, FAILED = layout.OUTCOMES
 
@@ -131,7 +131,7 @@ def decide(
     eval_fraction: float,
 ) -> list[Decision]:
     """One decision per record, in record order (see the module docstring for the rules)."""
-    labels = {c: i for i, c in enumerate(classes)}
+    labels = ClassList(classes).labels()
     out: dict[int, Decision] = {}
     candidates: list[Record] = []
     for r in records:

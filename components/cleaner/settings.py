@@ -1,20 +1,66 @@
-"""The cleaner's settings as one validated, plain dataclass (no TFX import: Beam workers load it)."""
+"""The cleaner's settings: the ``clean.*`` configuration section and the validated
+values the executor runs with (no TFX import: Beam workers load this module)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
-from pipeline.config import CleanConfig, ConfigError, KeyclassConfig, parse_classes
+from keyclass.components.classes import parse_classes
+from keyclass.components.errors import ConfigError, check_non_negative, check_positive, check_range
+
+MIN_IMAGE_SIZE = 32
+
+
+@dataclasses.dataclass
+class CleanConfig:
+    """What the ImageCleaner keeps (the ``clean`` section of the configuration)."""
+
+    min_width: int = 224
+    min_height: int = 224
+    near_duplicate_distance: int = 4
+    balance: bool = True
+    eval_fraction: float = 0.2
+    jpeg_quality: int = 95
+    max_image_pixels: int = 64_000_000
+    # Allowed relative deviation of a class's share from 1/K in the validation gate.
+    balance_tolerance: float = 0.2
+
+    def validate(self, prefix: str = "clean.") -> None:
+        """Refuse cleaning settings that cannot work, naming each."""
+        check_positive(self.min_width, f"{prefix}min_width")
+        check_positive(self.min_height, f"{prefix}min_height")
+        if not 0 <= self.near_duplicate_distance <= 32:
+            raise ConfigError(f"{prefix}near_duplicate_distance: must be between 0 and 32 bits")
+        check_range(self.eval_fraction, 0, 1, f"{prefix}eval_fraction", open_low=True)
+        if self.eval_fraction >= 1:
+            raise ConfigError(f"{prefix}eval_fraction: must be below 1, got {self.eval_fraction}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise ConfigError(f"{prefix}jpeg_quality: must be between 1 and 100")
+        check_positive(self.max_image_pixels, f"{prefix}max_image_pixels")
+        check_non_negative(self.balance_tolerance, f"{prefix}balance_tolerance")
+
+
+# The CleanConfig fields the cleaner itself uses (balance_tolerance is the gate's).
+CLEANER_FIELDS = (
+    "min_width",
+    "min_height",
+    "near_duplicate_distance",
+    "balance",
+    "eval_fraction",
+    "jpeg_quality",
+    "max_image_pixels",
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class CleanerSettings:
-    """The cleaner's settings as plain, validated values."""
+    """What one ImageCleaner run uses: the class list, the model input size and the
+    ``clean`` fields it needs. Defaults are CleanConfig's, never restated here."""
 
-    # Defaults are the configuration's own (pipeline/config.py), never restated here.
     classes: tuple[str, ...]
-    image_size: int = KeyclassConfig.image_size
+    image_size: int = 224
     min_width: int = CleanConfig.min_width
     min_height: int = CleanConfig.min_height
     near_duplicate_distance: int = CleanConfig.near_duplicate_distance
@@ -25,35 +71,16 @@ class CleanerSettings:
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(parse_classes(list(self.classes))))
-        checks = [
-            (self.image_size >= 32, f"image_size: must be at least 32, got {self.image_size}"),
-            (self.min_width > 0 and self.min_height > 0, "min_width/min_height: must be positive"),
-            (0 <= self.near_duplicate_distance <= 32, "near_duplicate_distance: must be between 0 and 32 bits"),
-            (0 < self.eval_fraction < 1, f"eval_fraction: must be between 0 and 1, got {self.eval_fraction}"),
-            (1 <= self.jpeg_quality <= 100, f"jpeg_quality: must be between 1 and 100, got {self.jpeg_quality}"),
-            (self.max_image_pixels > 0, "max_image_pixels: must be positive"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"ImageCleaner: {message}")
+        if not isinstance(self.image_size, int) or self.image_size < MIN_IMAGE_SIZE:
+            raise ConfigError(f"ImageCleaner: image_size: must be at least {MIN_IMAGE_SIZE}, got {self.image_size}")
+        CleanConfig(**{f: getattr(self, f) for f in CLEANER_FIELDS}).validate(prefix="ImageCleaner: ")
+
+    @classmethod
+    def create(cls, classes: Iterable[str], image_size: int, clean: CleanConfig) -> CleanerSettings:
+        """From the configuration's class list, model input size and ``clean`` section."""
+        return cls(classes=tuple(classes), image_size=image_size, **{f: getattr(clean, f) for f in CLEANER_FIELDS})
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["classes"] = list(self.classes)
         return out
-
-
-def settings_from_config(cfg: KeyclassConfig) -> CleanerSettings:
-    """The cleaner's settings from the one config (classes from ``crawl.classes``)."""
-    c = cfg.clean
-    return CleanerSettings(
-        classes=tuple(cfg.crawl.classes),
-        image_size=cfg.image_size,
-        min_width=c.min_width,
-        min_height=c.min_height,
-        near_duplicate_distance=c.near_duplicate_distance,
-        balance=c.balance,
-        eval_fraction=c.eval_fraction,
-        jpeg_quality=c.jpeg_quality,
-        max_image_pixels=c.max_image_pixels,
-    )

@@ -15,9 +15,9 @@ from typing import Any
 from tfx.types import standard_artifacts
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.artifacts import CleaningReport, RawImages
-from components.cleaner.settings import CleanerSettings, settings_from_config
-from pipeline.config import ConfigError, KeyclassConfig
+from keyclass.components.artifacts import CleaningReport, RawImages
+from keyclass.components.cleaner.settings import CleanerSettings
+from keyclass.components.errors import ConfigError
 
 # Input and outputs.
 RAW_IMAGES_KEY = "raw_images"
@@ -73,11 +73,6 @@ def exec_properties(settings: CleanerSettings) -> dict[str, Any]:
     }
 
 
-def cleaner_exec_properties(cfg: KeyclassConfig) -> dict[str, Any]:
-    """The ImageCleaner's execution parameters for ``cfg`` (validated)."""
-    return exec_properties(settings_from_config(cfg))
-
-
 def settings_from_exec_properties(props: dict[str, Any]) -> CleanerSettings:
     """The inverse of :func:`exec_properties`; names a missing or bad property."""
     missing = [k for k in PARAMETER_TYPES if k not in props]
@@ -103,8 +98,6 @@ def settings_from_exec_properties(props: dict[str, Any]) -> CleanerSettings:
 __all__ = [
     "CleanerSettings",
     "ImageCleanerSpec",
-    "cleaner_exec_properties",
     "exec_properties",
-    "settings_from_config",
     "settings_from_exec_properties",
 ]

@@ -27,9 +27,9 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from tfx_bsl.coders import example_coder
 
-from components import layout
-from components.cleaner import decode, funnel, progress
-from components.cleaner.settings import CleanerSettings
+from keyclass.components import layout
+from keyclass.components.cleaner import decode, funnel, progress
+from keyclass.components.cleaner.settings import CleanerSettings
 
 ENCODED_TAG = "encoded"
 TFRECORD_PREFIX = "data_tfrecord"  # as TFX's ExampleGen names its files

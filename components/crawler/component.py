@@ -8,9 +8,9 @@ from typing import Any
 from tfx.dsl.components.base import base_component, executor_spec
 from tfx.types import channel
 
-from components.artifacts import RawImages
-from components.crawler import executor, spec
-from pipeline.config import CrawlConfig
+from keyclass.components.artifacts import RawImages
+from keyclass.components.crawler import executor, spec
+from keyclass.components.crawler.settings import CrawlConfig
 
 
 class ImageCrawler(base_component.BaseComponent):

@@ -23,10 +23,11 @@ from absl import logging
 from tfx.dsl.io import fileio
 from tqdm import tqdm
 
-from components import layout
-from components.crawler import fetch as fetch_lib
-from components.crawler import sources as sources_lib
-from pipeline.config import CrawlConfig, parse_classes
+from keyclass.components import layout
+from keyclass.components.classes import parse_classes
+from keyclass.components.crawler import fetch as fetch_lib
+from keyclass.components.crawler import sources as sources_lib
+from keyclass.components.crawler.settings import CrawlConfig
 
 # Magic numbers for the content type of local files (HTTP responses say their own).
 _MAGIC = (

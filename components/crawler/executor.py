@@ -8,8 +8,8 @@ from absl import logging
 from tfx.dsl.components.base import base_executor
 from tfx.types import artifact_utils
 
-from components.crawler import crawl as crawl_lib
-from components.crawler import spec
+from keyclass.components.crawler import crawl as crawl_lib
+from keyclass.components.crawler import spec
 
 
 class Executor(base_executor.BaseExecutor):

@@ -35,7 +35,7 @@ import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
-from pipeline.config import CrawlConfig
+from keyclass.components.crawler.settings import CrawlConfig
 
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)

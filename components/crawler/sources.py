@@ -36,8 +36,8 @@ from icrawler.builtin.bing import BingParser
 from icrawler.builtin.google import GoogleParser
 from tfx.dsl.io import fileio
 
-from components.crawler.fetch import FetchResult
-from pipeline.config import normalize_class_name
+from keyclass.components.classes import folder_class_name, normalize_class_name
+from keyclass.components.crawler.fetch import FetchResult
 
 PUBLIC_SEARCH_URL = {
     "bing": "https://www.bing.com/images/async",
@@ -191,12 +191,14 @@ def _file_url(path: str) -> str:
 
 
 def find_class_folder(root: str, keyword: str) -> str | None:
-    """The subfolder of ``root`` whose normalised name is ``keyword``, if any."""
+    """The subfolder of ``root`` that names ``keyword`` by the one folder rule
+    (:func:`keyclass.components.classes.folder_class_name`), if any."""
     if not fileio.isdir(root):
         return None
+    wanted = folder_class_name(keyword)
     for name in sorted(fileio.listdir(root)):
         name = name.rstrip("/")
-        if normalize_class_name(name) == keyword and fileio.isdir(os.path.join(root, name)):
+        if folder_class_name(name) == wanted and fileio.isdir(os.path.join(root, name)):
             return os.path.join(root, name)
     return None
 

@@ -13,8 +13,9 @@ from typing import Any
 
 from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionParameter
 
-from components.artifacts import RawImages
-from pipeline.config import ConfigError, CrawlConfig, KeyclassConfig, validate
+from keyclass.components.artifacts import RawImages
+from keyclass.components.crawler.settings import CrawlConfig
+from keyclass.components.errors import ConfigError
 
 # Output.
 RAW_IMAGES_KEY = "raw_images"
@@ -69,7 +70,7 @@ def validate_crawl_config(cfg: CrawlConfig) -> CrawlConfig:
     """Validate ``cfg`` with the project's one validator; classes become canonical and sorted."""
     if not cfg.classes:
         raise ConfigError("crawl.classes: give at least two classes to crawl")
-    validate(KeyclassConfig(crawl=cfg))
+    cfg.validate()
     return cfg
 
 

@@ -11,7 +11,6 @@ integers that only grow, even when two pushes happen within the same second.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from typing import Any
 
@@ -23,26 +22,8 @@ from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-SAVED_MODEL_PB = "saved_model.pb"
-
-
-def existing_versions(base_directory: str) -> list[int]:
-    """Integer version directories under ``base_directory`` (hidden temp dirs ignored)."""
-    if not fileio.exists(base_directory):
-        return []
-    out = []
-    for name in fileio.listdir(base_directory):
-        name = name.rstrip("/")
-        if name.isdigit():
-            out.append(int(name))
-    return sorted(out)
-
-
-def next_version(base_directory: str, now: float | None = None) -> int:
-    """The unix time in seconds, or one past the newest existing version if that is later."""
-    stamp = int(now if now is not None else time.time())
-    versions = existing_versions(base_directory)
-    return max([stamp] + [v + 1 for v in versions])
+from keyclass.serving import model_layout
+from keyclass.serving.model_layout import SAVED_MODEL_PB
 
 
 def push_atomically(model_path: str, base_directory: str, version: int) -> str:
@@ -51,7 +32,7 @@ def push_atomically(model_path: str, base_directory: str, version: int) -> str:
     if fileio.exists(final):
         raise FileExistsError(f"push: {final} already exists; refusing to overwrite a served version")
     fileio.makedirs(base_directory)
-    tmp = os.path.join(base_directory, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    tmp = os.path.join(base_directory, f"{model_layout.TMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
     try:
         io_utils.copy_dir(model_path, tmp, deny_regex_patterns=[r"saved_model\.pb"])
         pb = os.path.join(model_path, SAVED_MODEL_PB)
@@ -86,7 +67,7 @@ class Executor(tfx_pusher_executor.Executor):
         if destination.WhichOneof("destination") != "filesystem":
             raise NotImplementedError("keyclass pushes to a filesystem destination (local disk or gs://)")
         base = destination.filesystem.base_directory
-        version = next_version(base)
+        version = model_layout.next_version(base)
         serving_path = push_atomically(model_path, base, version)
         logging.info("Model pushed to %s", serving_path)
         io_utils.copy_dir(model_path, model_push.uri)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from components import layout
+from keyclass.components import layout
 
 # Cache decoded uint8 images in memory when they take less than this.
 CACHE_LIMIT_BYTES = 4 * 1024**3

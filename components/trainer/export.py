@@ -15,18 +15,13 @@ with the cleaner's decoder first, so it sees exactly what training saw.
 
 from __future__ import annotations
 
-import json
-import os
-
 import tensorflow as tf
-from tfx.dsl.io import fileio
 
-from components import layout
-from components.trainer.gradcam import predict_with_cam
-from components.trainer.model import Classifier
-
-METADATA_FILE = "keyclass.json"  # in assets.extra/
-SIGNATURES = ("serving_default", "grad_cam", "grad_cam_class", "serving_tf_example")
+from keyclass.components import layout
+from keyclass.components.trainer.gradcam import predict_with_cam
+from keyclass.components.trainer.model import Classifier
+from keyclass.serving import model_layout
+from keyclass.serving.model_layout import SIGNATURES
 
 
 def decode_images(images: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -109,8 +104,6 @@ def export_model(
     module = KeyclassModule(clf)
     signatures = {name: getattr(module, name) for name in SIGNATURES}
     tf.saved_model.save(module, export_dir, signatures=signatures)
-    extra = os.path.join(export_dir, "assets.extra")
-    fileio.makedirs(extra)
     meta = {
         "classes": list(clf.class_names),
         "image_size": clf.image_size,
@@ -119,16 +112,9 @@ def export_model(
         "signatures": list(SIGNATURES),
     }
     meta.update(metadata or {})
-    with fileio.open(os.path.join(extra, METADATA_FILE), "w") as f:
-        f.write(json.dumps(meta, indent=2, sort_keys=True))
+    model_layout.write_metadata(export_dir, meta)
     if warmup_images:
-        from serving.warmup import write_warmup_requests
+        from keyclass.serving.warmup import write_warmup_requests
 
         write_warmup_requests(export_dir, warmup_images, len(clf.class_names))
     return export_dir
-
-
-def read_metadata(saved_model_dir: str) -> dict:
-    """The ``keyclass.json`` an exported model carries."""
-    with fileio.open(os.path.join(saved_model_dir, "assets.extra", METADATA_FILE)) as f:
-        return json.loads(f.read())

@@ -9,7 +9,7 @@ import dataclasses
 
 import keras
 
-from components.trainer.backbones import Backbone, build_backbone
+from keyclass.components.trainer.backbones import Backbone, build_backbone
 
 
 @dataclasses.dataclass

@@ -11,10 +11,11 @@ import tensorflow as tf
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components import layout
-from components.trainer import data, export, train
-from components.trainer.model import build_classifier
-from pipeline.config import TrainConfig
+from keyclass.components import layout
+from keyclass.components.classes import ClassList
+from keyclass.components.trainer import data, export, train
+from keyclass.components.trainer.model import build_classifier
+from keyclass.components.trainer.settings import TrainConfig
 
 # custom_config keys (the pipeline factory writes them).
 CLASSES_KEY = "classes"
@@ -22,7 +23,7 @@ IMAGE_SIZE_KEY = "image_size"
 TRAIN_KEY = "train"
 
 
-def trainer_custom_config(classes: list[str], image_size: int, train_cfg: TrainConfig) -> dict:
+def trainer_custom_config(classes: ClassList, image_size: int, train_cfg: TrainConfig) -> dict:
     """What the Trainer component carries to ``run_fn`` (plain JSON)."""
     import dataclasses
 
@@ -53,7 +54,7 @@ def sample_images(file_patterns: list[str], n: int) -> list[bytes]:
 def run_fn(fn_args: FnArgs) -> None:
     """Train both phases and export the serving model (TFX Trainer's generic entry)."""
     cc = fn_args.custom_config or {}
-    classes = list(cc[CLASSES_KEY])
+    classes = ClassList(cc[CLASSES_KEY]).names
     image_size = int(cc[IMAGE_SIZE_KEY])
     tc = TrainConfig(**cc.get(TRAIN_KEY, {}))
     train_ds = data.make_dataset(

@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import logging
 from tfx.dsl.io import fileio
 
-from components.trainer.model import Classifier, set_backbone_trainable
+from keyclass.components.trainer.model import Classifier, set_backbone_trainable
 
 
 @dataclasses.dataclass

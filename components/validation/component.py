@@ -14,7 +14,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 from tfx.utils import io_utils
 
-from components.validation import rules
+from keyclass.components.validation import rules
 
 SCHEMA_FILE = "schema.pbtxt"
 

@@ -15,7 +15,7 @@ import dataclasses
 
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from components import layout
+from keyclass.components import layout
 
 REQUIRED_FEATURES = (
     layout.F_IMAGE,

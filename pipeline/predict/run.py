@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from pipeline.config import ConfigError
-from pipeline.predict import summary as summary_lib
-from pipeline.predict import truth, visualize
+from keyclass.components.errors import ConfigError
+from keyclass.pipeline.predict import summary as summary_lib
+from keyclass.pipeline.predict import truth, visualize
 
 
 class PredictError(ConfigError):
@@ -60,7 +60,7 @@ def check_inputs(root: Path, results: Path | None = None) -> list[Path]:
 
 def default_loader(image_size: int, jpeg_quality: int = 95) -> Callable[[Path], Loaded]:
     """Decode, resize and encode a file exactly as the cleaner prepares training images."""
-    from components.cleaner import decode
+    from keyclass.components.cleaner import decode
 
     def load(path: Path) -> Loaded:
         try:

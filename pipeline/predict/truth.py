@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-from pipeline.config import normalize_class_name
+from keyclass.components.classes import ClassList, normalize_class_name
 
 
 def scan(root: str | os.PathLike, exclude: str | os.PathLike | None = None) -> list[Path]:
@@ -29,16 +29,14 @@ def scan(root: str | os.PathLike, exclude: str | os.PathLike | None = None) -> l
 
 def true_label(path: Path, root: Path, classes: list[str]) -> str | None:
     """The class this file is known to be, or None."""
-    known = set(classes)
+    class_list = ClassList(classes)
     rel = path.relative_to(root)
     for part in rel.parts[:-1]:
-        name = normalize_class_name(part.replace("_", " "))
-        if name in known:
+        name = class_list.for_folder(part)
+        if name is not None:
             return name
-        if normalize_class_name(part) in known:
-            return normalize_class_name(part)
     stem = normalize_class_name(rel.name)
-    for cls in sorted(known, key=len, reverse=True):
+    for cls in sorted(class_list, key=len, reverse=True):
         if re.match(rf"^{re.escape(cls)}(?:[._\- ]|\d)", stem):
             return cls
     return None

@@ -8,8 +8,8 @@ import os
 
 from tfx.types import standard_artifacts
 
-from components.artifacts import CleaningReport, RawImages
-from components.cleaner import executor, spec
+from keyclass.components.artifacts import CleaningReport, RawImages
+from keyclass.components.cleaner import executor, spec
 
 
 def run_cleaner(raw_uri: str, out_root: str, **settings) -> dict:

@@ -7,7 +7,7 @@ import warnings
 import pytest
 from PIL import Image
 
-from components.cleaner import decode
+from keyclass.components.cleaner import decode
 from tests.fixtures import images as fx
 
 

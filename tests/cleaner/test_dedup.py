@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.cleaner import dedup
+from keyclass.components.cleaner import dedup
 from tests.fixtures.hashes import random_hashes
 
 

@@ -9,8 +9,8 @@ import os
 import pytest
 from PIL import Image
 
-from components import layout
-from components.cleaner import executor as cleaner_executor
+from keyclass.components import layout
+from keyclass.components.cleaner import executor as cleaner_executor
 from tests.cleaner.helpers import read_examples, run_cleaner
 from tests.fixtures import images as fx
 

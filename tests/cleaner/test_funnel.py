@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from components.cleaner import funnel
+from keyclass.components.cleaner import funnel
 
 CLASSES = ["cat", "dog"]
 RULES = dict(classes=CLASSES, min_width=100, min_height=100, near_duplicate_distance=4, eval_fraction=0.2)

@@ -2,7 +2,7 @@
 
 import threading
 
-from components.cleaner import progress
+from keyclass.components.cleaner import progress
 
 
 def test_ticks_from_several_threads_are_counted(tmp_path):

@@ -1,43 +1,46 @@
-"""Exec properties round-trip; the component builds from the one config."""
+"""Exec properties round-trip; the component builds from the settings the pipeline
+factory derives from the one config."""
 
 from __future__ import annotations
 
 import pytest
 from tfx import v1 as tfx
 
-from components.artifacts import RawImages
-from components.cleaner import spec
-from components.cleaner.component import ImageCleaner
-from pipeline.config import ConfigError, KeyclassConfig, apply_overrides
+from keyclass.components.artifacts import RawImages
+from keyclass.components.cleaner import spec
+from keyclass.components.cleaner.component import ImageCleaner
+from keyclass.components.cleaner.settings import CleanerSettings
+from keyclass.pipeline.config import ConfigError, KeyclassConfig, apply_overrides
 
 
-def _cfg() -> KeyclassConfig:
+def _settings() -> CleanerSettings:
     cfg = KeyclassConfig()
     cfg.crawl.classes = ["Dog", "cat"]
-    return apply_overrides(cfg, {"image_size": 128, "clean.balance": False, "clean.min_width": 100})
+    cfg = apply_overrides(cfg, {"image_size": 128, "clean.balance": False, "clean.min_width": 100})
+    return CleanerSettings.create(cfg.crawl.classes, cfg.image_size, cfg.clean)
 
 
 def test_exec_properties_round_trip_from_config():
-    props = spec.cleaner_exec_properties(_cfg())
+    props = spec.exec_properties(_settings())
     assert props[spec.CLASSES_KEY] == '["cat", "dog"]'
     assert props[spec.BALANCE_KEY] == 0 and props[spec.IMAGE_SIZE_KEY] == 128
     settings = spec.settings_from_exec_properties(props)
-    assert settings == spec.settings_from_config(_cfg())
+    assert settings == _settings()
     assert settings.min_width == 100 and settings.max_image_pixels == 64_000_000
 
 
 def test_bad_properties_are_named():
-    props = spec.cleaner_exec_properties(_cfg())
+    props = spec.exec_properties(_settings())
     with pytest.raises(ConfigError, match="eval_fraction"):
         spec.settings_from_exec_properties({**props, spec.EVAL_FRACTION_KEY: 1.5})
     with pytest.raises(ConfigError, match="missing: jpeg_quality"):
         spec.settings_from_exec_properties({k: v for k, v in props.items() if k != spec.JPEG_QUALITY_KEY})
 
 
-def test_component_from_config():
+def test_component_from_settings():
     raw = tfx.dsl.Channel(type=RawImages)
-    comp = ImageCleaner.from_config(_cfg(), raw_images=raw)
-    assert comp.exec_properties == spec.cleaner_exec_properties(_cfg())
+    comp = ImageCleaner.from_settings(raw_images=raw, settings=_settings())
+    assert comp.exec_properties == spec.exec_properties(_settings())
     assert set(comp.outputs) == {spec.EXAMPLES_KEY, spec.REPORT_KEY}
     assert comp.outputs[spec.EXAMPLES_KEY].type == tfx.types.standard_artifacts.Examples
     assert ImageCleaner(raw_images=raw, classes="b,a", jpeg_quality=80).exec_properties[spec.JPEG_QUALITY_KEY] == 80

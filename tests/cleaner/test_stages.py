@@ -6,8 +6,8 @@ import apache_beam as beam
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
-from components.cleaner import funnel, stages
-from components.cleaner.settings import CleanerSettings
+from keyclass.components.cleaner import funnel, stages
+from keyclass.components.cleaner.settings import CleanerSettings
 from tests.fixtures import images as fx
 
 
@@ -95,7 +95,7 @@ def test_decision_step_as_a_singleton():
 
 _BUILD_WITHOUT_TF = """
 import sys
-from components.cleaner import funnel, stages
+from keyclass.components.cleaner import funnel, stages
 rec = funnel.Record(0, "cat", "http://x.test/a.jpg", "ab" * 32, "images/a")
 meta = funnel.ImageMeta("ab" * 32, width=400, height=300, format="PNG", pixel_hash="p", phash="0f" * 8)
 out = stages.make_examples([(b"JPEG-1", rec, meta, 1), (b"JPEG-2", rec, meta, 0)])

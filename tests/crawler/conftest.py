@@ -8,13 +8,13 @@ import os
 
 import pytest
 
-from components import layout
-from components.artifacts import RawImages
-from components.crawler import executor, spec
-from components.crawler.fetch import FetchSettings
-from pipeline import demo_images
-from pipeline.config import CrawlConfig
-from pipeline.demo_engine import DemoSearchEngine
+from keyclass.components import layout
+from keyclass.components.artifacts import RawImages
+from keyclass.components.crawler import executor, spec
+from keyclass.components.crawler.fetch import FetchSettings
+from keyclass.pipeline import demo_images
+from keyclass.pipeline.config import CrawlConfig
+from tests.fixtures.engine import FaultEngine as DemoSearchEngine
 
 # Downloader settings for tests: loopback allowed, tiny timeouts and backoff.
 FAST = FetchSettings(

@@ -10,10 +10,10 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 
-from components.artifacts import RawImages
-from components.crawler import spec
-from components.crawler.component import ImageCrawler
-from pipeline.config import ConfigError, CrawlConfig, load_config
+from keyclass.components.artifacts import RawImages
+from keyclass.components.crawler import spec
+from keyclass.components.crawler.component import ImageCrawler
+from keyclass.pipeline.config import ConfigError, CrawlConfig, load_config
 from tests.crawler.conftest import make_cfg
 
 

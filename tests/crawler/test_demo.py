@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import demo_images
-from pipeline.demo_engine import DemoSearchEngine
+from keyclass.pipeline import demo_images
+from keyclass.pipeline.demo_engine import DemoSearchEngine
 
 
 def test_demo_images_are_deterministic_jpegs_that_differ():
@@ -49,7 +49,7 @@ def test_results_are_extras_then_generated(engine):
 
 def test_cli_refuses_unknown_classes():
     r = subprocess.run(
-        [sys.executable, "-m", "pipeline.demo_engine", "--port", "0", "--classes", "circle,hexagon"],
+        [sys.executable, "-m", "keyclass.pipeline.demo_engine", "--port", "0", "--classes", "circle,hexagon"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from components import layout
-from components.crawler.crawl import CrawlError
-from pipeline import demo_images
+from keyclass.components import layout
+from keyclass.components.crawler.crawl import CrawlError
+from keyclass.pipeline import demo_images
 from tests.crawler.conftest import make_cfg, read_output, run_do
 
 MANIFEST_KEYS = {

@@ -14,8 +14,8 @@ from unittest import mock
 
 import pytest
 
-from components.crawler import fetch
-from components.crawler.fetch import FetchSettings, HostThrottle, address_refusal
+from keyclass.components.crawler import fetch
+from keyclass.components.crawler.fetch import FetchSettings, HostThrottle, address_refusal
 from tests.crawler.conftest import FAST
 
 

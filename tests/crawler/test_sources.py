@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 from urllib.parse import parse_qs, urlsplit
 
-from components.crawler import fetch, sources
-from components.crawler.sources import Candidate, Problem
-from pipeline import demo_images
+from keyclass.components.crawler import fetch, sources
+from keyclass.components.crawler.sources import Candidate, Problem
+from keyclass.pipeline import demo_images
 from tests.crawler.conftest import FAST
 
 

@@ -7,10 +7,10 @@ import pytest
 from google.protobuf import json_format
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from kubeflow.runner import build_kubeflow_pipeline, compile_pipeline
-from pipeline.config import ConfigError, load_config
-from pipeline.local_runner import build_local_pipeline
-from pipeline.pipeline import INGESTION_IDS, TRAINING_IDS
+from keyclass.pipeline.config import ConfigError, load_config
+from keyclass.pipeline.kubeflow_runner import build_kubeflow_pipeline, compile_pipeline
+from keyclass.pipeline.local_runner import build_local_pipeline
+from keyclass.pipeline.pipeline import INGESTION_IDS, TRAINING_IDS
 
 IMAGE = "gcr.io/acme/keyclass:1.2.3"
 
@@ -113,7 +113,7 @@ def test_missing_pipeline_root_is_refused(tmp_path):
 
 
 def test_compile_kubeflow_command(tmp_path, capsys, monkeypatch):
-    from pipeline.cli import main
+    from keyclass.pipeline.cli import main
 
     monkeypatch.setenv("KEYCLASS_HOME", str(tmp_path / "home"))
     out = tmp_path / "spec.json"

@@ -1,11 +1,9 @@
-"""kubeflow.submit drives the kfp client: one run now and a recurring run on a cron."""
+"""keyclass submit-kubeflow drives the kfp client: one run now and a recurring run on a cron."""
 
 from types import SimpleNamespace
 from unittest import mock
 
-import pytest
-
-from kubeflow import submit
+from keyclass.pipeline import kubeflow_submit as submit
 
 
 def test_run_now_and_recurring_run():
@@ -22,6 +20,8 @@ def test_run_now_and_recurring_run():
     assert kwargs["experiment_id"] == "exp-1" and kwargs["max_concurrency"] == 1
 
 
-def test_nothing_to_do_is_refused():
-    with pytest.raises(SystemExit):
-        submit.main(["--host", "h", "--package", "p.json"])
+def test_nothing_to_do_is_refused(capsys):
+    from keyclass.pipeline.cli import main
+
+    assert main(["submit-kubeflow", "--host", "h", "--package", "p.json"]) == 2
+    assert "--run-now, --cron or both" in capsys.readouterr().err

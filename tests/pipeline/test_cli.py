@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.cli import main
+from keyclass.pipeline.cli import main
 
 
 def run(capsys, *argv):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.config import ConfigError, class_set_id, load_config, parse_classes
+from keyclass.pipeline.config import ConfigError, class_set_id, load_config, parse_classes
 
 
 def test_defaults_match_the_seed_design():

@@ -17,10 +17,10 @@ import tensorflow as tf
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import commands, demo_images, store
-from pipeline.config import load_config
-from pipeline.demo_engine import DemoSearchEngine
+from keyclass.pipeline import commands, demo_images, metadata, store
+from keyclass.pipeline.config import load_config
 from tests.fixtures import images, scenes
+from tests.fixtures.engine import FaultEngine as DemoSearchEngine
 
 pytestmark = pytest.mark.e2e
 
@@ -96,7 +96,7 @@ def make_cfg(home: Path, engine: DemoSearchEngine, **extra):
 
 def executions(cfg, node: str, state=None) -> int:
     """How many executions of ``node`` ML Metadata recorded (optionally in one state)."""
-    s = metadata_store.MetadataStore(store.sqlite_connection(cfg.metadata_path))
+    s = metadata_store.MetadataStore(metadata.sqlite_connection(cfg.metadata_path))
     ctx = s.get_context_by_type_and_name("node", f"{cfg.resolved_pipeline_name}.{node}")
     execs = s.get_executions_by_context(ctx.id) if ctx else []
     return sum(1 for e in execs if state is None or e.last_known_state == state)

@@ -9,10 +9,10 @@ from collections import Counter
 import pytest
 from PIL import Image
 
-from pipeline.demo_engine import DemoSearchEngine
 from tests.cleaner.helpers import read_examples, run_cleaner
 from tests.crawler.conftest import make_cfg, run_do
 from tests.fixtures import images
+from tests.fixtures.engine import FaultEngine as DemoSearchEngine
 
 SIZE = 64  # min side and model input for this test (the rules are the same at 224)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.predict import summary, truth, visualize
-from pipeline.predict.run import PredictError, check_inputs, prepare_results_dir
+from keyclass.pipeline.predict import summary, truth, visualize
+from keyclass.pipeline.predict.run import PredictError, check_inputs, prepare_results_dir
 
 CLASSES = ["cat", "dog"]
 

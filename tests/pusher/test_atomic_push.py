@@ -4,7 +4,8 @@ import os
 
 import pytest
 
-from components.pusher import executor
+from keyclass.components.pusher import executor
+from keyclass.serving import model_layout
 
 
 def _model(tmp_path):
@@ -44,9 +45,9 @@ def test_a_model_without_saved_model_pb_leaves_nothing_behind(tmp_path):
 
 def test_versions_only_grow(tmp_path):
     base = tmp_path / "models"
-    assert executor.next_version(str(base), now=1000) == 1000
+    assert model_layout.next_version(str(base), now=1000) == 1000
     (base / "1000").mkdir(parents=True)
     (base / ".tmp-1001-abc").mkdir()
-    assert executor.existing_versions(str(base)) == [1000]
-    assert executor.next_version(str(base), now=1000) == 1001  # two pushes in one second
-    assert executor.next_version(str(base), now=5000) == 5000
+    assert model_layout.version_numbers(str(base)) == [1000]
+    assert model_layout.next_version(str(base), now=1000) == 1001  # two pushes in one second
+    assert model_layout.next_version(str(base), now=5000) == 5000

@@ -11,7 +11,7 @@ from typing import NamedTuple
 import pytest
 from PIL import Image
 
-from serving.standin_server import StandinServer
+from tests.serving.standin_server import StandinServer
 
 
 class ExportedModel(NamedTuple):
@@ -29,8 +29,8 @@ def exported_model(tmp_path_factory) -> ExportedModel:
     """The trainer's real export (``components.trainer.export.export_model``) of a
     ``tiny``-backbone classifier: the same signatures, decoder, class table and
     assets.extra the Pusher serves, at a size that exports in seconds."""
-    from components.trainer.export import export_model
-    from components.trainer.model import build_classifier
+    from keyclass.components.trainer.export import export_model
+    from keyclass.components.trainer.model import build_classifier
 
     classes, size, version = ["cat", "dog", "fish"], 32, 1700000000
     clf = build_classifier("tiny", size, classes, weights="none", seed=7)

@@ -10,18 +10,18 @@ import time
 import numpy as np
 import pytest
 
-from serving.grpc_client import GrpcPredictor
-from serving.local import LocalPredictor
-from serving.predictor import make_predictor
-from serving.rest_client import RestPredictor
-from serving.standin_server import StandinServer
-from serving.types import (
+from keyclass.serving.grpc_client import GrpcPredictor
+from keyclass.serving.local import LocalPredictor
+from keyclass.serving.predictor import make_predictor
+from keyclass.serving.rest_client import RestPredictor
+from keyclass.serving.types import (
     ModelNotFoundError,
     Predictor,
     PredictorError,
     ServerUnavailableError,
     SignatureError,
 )
+from tests.serving.standin_server import StandinServer
 
 SIGNATURES = ["serving_default", "grad_cam", "grad_cam_class", "serving_tf_example"]
 

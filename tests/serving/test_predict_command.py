@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from pipeline import commands
-from pipeline.config import load_config
-from serving.types import PredictorError
+from keyclass.pipeline import commands
+from keyclass.pipeline.config import load_config
+from keyclass.serving.types import PredictorError
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_a_server_model_with_other_classes_is_refused(standin, served_models, ph
 def _stored(served):
     import os
 
-    from pipeline.store import StoredModel
+    from keyclass.pipeline.store import StoredModel
 
     version = served.versions[-1]
     path = os.path.join(served.models_dir, served.model_name, str(version))

@@ -8,7 +8,8 @@ import shutil
 import pytest
 import tensorflow as tf
 
-from serving.warmup import WARMUP_FILE, read_warmup_requests, write_warmup_requests
+from keyclass.serving.model_layout import WARMUP_FILE
+from keyclass.serving.warmup import read_warmup_requests, write_warmup_requests
 
 
 @pytest.fixture()

@@ -8,9 +8,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from components.trainer.export import SIGNATURES, export_model, read_metadata
-from components.trainer.gradcam import cam_from_gradients
-from components.trainer.model import build_classifier
+from keyclass.components.trainer.export import export_model
+from keyclass.components.trainer.gradcam import cam_from_gradients
+from keyclass.components.trainer.model import build_classifier
+from keyclass.serving.model_layout import SIGNATURES, read_metadata
 from tests.fixtures import scenes
 
 CLASSES = ["bird", "cat", "dog"]
@@ -110,7 +111,7 @@ def test_heatmap_stays_finite_when_saturated_or_all_zero():
     dense = clf.head.get_layer("logits")
     k, b = dense.get_weights()
     dense.set_weights([k * 1e4, b])
-    from components.trainer.gradcam import predict_with_cam
+    from keyclass.components.trainer.gradcam import predict_with_cam
 
     logits, _, heat = predict_with_cam(clf.base, clf.head, tf.random.uniform((2, 32, 32, 3), 0, 255, seed=1))
     assert np.isfinite(heat.numpy()).all()

@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from components.trainer import data, train
-from components.trainer.gradcam import predict_with_cam
-from components.trainer.model import build_classifier
-from components.trainer.module import run_fn, trainer_custom_config
-from pipeline.config import TrainConfig
+from keyclass.components.trainer import data, train
+from keyclass.components.trainer.gradcam import predict_with_cam
+from keyclass.components.trainer.model import build_classifier
+from keyclass.components.trainer.module import run_fn, trainer_custom_config
+from keyclass.pipeline.config import TrainConfig
 from tests.fixtures import scenes
 
 SIZE = 64

@@ -8,8 +8,8 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, statistics_pb2
 
-from components import layout
-from components.validation import rules
+from keyclass.components import layout
+from keyclass.components.validation import rules
 from tests.fixtures import scenes
 
 CLASSES = ["circle", "square"]

@@ -54,7 +54,7 @@ def _resnet50(image_size: int, weights: str) -> Backbone:
 
 
 def _efficientnet_lite0(image_size: int, weights: str) -> Backbone:
-    from components.trainer.backbones import efficientnet_lite0 as lite0
+    from keyclass.components.trainer.backbones import efficientnet_lite0 as lite0
 
     w = None if weights == "none" else weights
     model = lite0.build_efficientnet_lite0(input_shape=(image_size, image_size, 3), weights=w, include_top=False)

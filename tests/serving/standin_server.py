@@ -40,7 +40,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from serving import savedmodel
+from keyclass.serving import model_layout, savedmodel
 
 _HTTP_STATUS = {
     grpc.StatusCode.NOT_FOUND: 404,
@@ -139,7 +139,7 @@ class StandinServer:
     # Version resolution, as TF Serving's ServerCore does it -------------------------
     def _versions(self, name: str) -> dict[int, str]:
         return {
-            v: self._states.get((name, v), "AVAILABLE") for v in savedmodel.version_dirs(f"{self.models_dir}/{name}")
+            v: self._states.get((name, v), "AVAILABLE") for v in model_layout.version_dirs(f"{self.models_dir}/{name}")
         }
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> int:
@@ -434,7 +434,7 @@ def _make_handler(server: StandinServer):
 
 
 def main() -> None:
-    """``python -m serving.standin_server MODELS_DIR [GRPC_PORT REST_PORT]``: for trying
+    """``python -m tests.serving.standin_server MODELS_DIR [GRPC_PORT REST_PORT]``: for trying
     the smoke test by hand without TF Serving (test stand-in only)."""
     import sys
     import time

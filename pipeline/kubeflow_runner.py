@@ -9,8 +9,8 @@ import os
 
 from tfx import v1 as tfx
 
-from pipeline.config import ConfigError, KeyclassConfig
-from pipeline.pipeline import create_pipeline
+from keyclass.pipeline.config import ConfigError, KeyclassConfig
+from keyclass.pipeline.pipeline import create_pipeline
 
 
 def cloud_paths(cfg: KeyclassConfig) -> tuple[str, str]:

@@ -1,1 +1,0 @@
-"""Compiling and scheduling the keyclass pipeline on Kubeflow Pipelines."""
