@@ -64,6 +64,13 @@ def _add_predict(p: argparse.ArgumentParser) -> None:
     g.add_argument("--version", type=int, help="model version")
     g.add_argument("--label", help="served version label, e.g. stable or canary")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument(
+        "--faithfulness",
+        action="store_true",
+        default=None,
+        help="score each kept prediction's heatmap against a random map (deletion/insertion AUC; ~4 x steps "
+        "more forward passes per kept image)",
+    )
 
 
 # Flags only compile-kubeflow has -> config keys.
@@ -98,6 +105,7 @@ _FLAG_TO_KEY = {
     "model_name": "predict.model_name",
     "version": "predict.version",
     "label": "predict.label",
+    "faithfulness": "predict.faithfulness",
     "home": "runner.home",
 }
 
@@ -198,6 +206,13 @@ def make_parser() -> argparse.ArgumentParser:
     _add_predict(p)
     _add_common(p)
 
+    p = sub.add_parser("report", help="write the HTML report of a run (default: the newest for these classes)")
+    _add_classes(p)
+    p.add_argument("--run-id", help="a pipeline run id (the report's Lineage section shows it)")
+    p.add_argument("--results", help="a predict results folder to include (default: none)")
+    p.add_argument("--out", help="HTML file to write (default: <results>/report.html or <home>/reports/...)")
+    _add_common(p)
+
     p = sub.add_parser("models", help="list stored models")
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_common(p)
@@ -264,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "train":
             outcome = commands.train(cfg)
             print(commands.format_training(outcome))
+            _print_report(outcome.report_path)
             return 0 if outcome.pushed else 3
         elif args.command == "predict":
             summary = commands.predict(cfg, args.prediction_path, progress=progress)
@@ -272,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
             summary, trained = commands.run(cfg, args.prediction_path, progress=progress)
             print("trained a new model" if trained else "reused the stored model for these classes")
             _print_summary(summary, cfg)
+        elif args.command == "report":
+            result = commands.report(cfg, args.run_id, args.results, args.out)
+            print(f"report: {result.path}  ({result.bytes / 1e6:.1f} MB, {result.seconds:.1f} s)")
         elif args.command == "models":
             rows = commands.models(cfg)
             print(json.dumps(rows, indent=2) if args.json else commands.format_models(rows))
@@ -312,6 +331,12 @@ def _print_summary(summary: dict, cfg: KeyclassConfig) -> None:
 
     print(format_table(summary))
     print(f"\nresults in {cfg.predict.results}")
+    _print_report(summary.get("report", ""))
+
+
+def _print_report(path: str) -> None:
+    if path:
+        print(f"report: {path}")
 
 
 if __name__ == "__main__":

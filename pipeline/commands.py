@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from keyclass.pipeline import store
@@ -68,13 +69,62 @@ def dataset(cfg: KeyclassConfig, out: str) -> dict:
     return json.loads((out_dir / "report.json").read_text())
 
 
-def train(cfg: KeyclassConfig):
-    """The whole pipeline: crawl, clean, validate, train, gate, push."""
+def train(cfg: KeyclassConfig, report: bool = True, command: str = "train"):
+    """The whole pipeline: crawl, clean, validate, train, gate, push. With ``report``
+    the run's HTML report is written too; a run that fails part-way gets one always."""
     from keyclass.pipeline.local_runner import run_local
 
     _require_classes(cfg)
     check_sources(cfg)
-    return run_local(cfg)
+    before = _run_ids(cfg)
+    try:
+        outcome = run_local(cfg)
+    except Exception as e:
+        if _run_ids(cfg) - before:  # the run started: its report shows how far it got
+            _report_failure(cfg, command, e)
+        raise
+    if report:
+        outcome.report_path = write_report(cfg, command)
+    return outcome
+
+
+def _run_ids(cfg: KeyclassConfig) -> set[str]:
+    if not cfg.metadata_path.is_file():
+        return set()
+    from keyclass.pipeline import metadata
+
+    return set(metadata.pipeline_run_ids(metadata.sqlite_connection(cfg.metadata_path), cfg.resolved_pipeline_name))
+
+
+def _report_failure(cfg: KeyclassConfig, command: str, error: BaseException | str) -> None:
+    """A failed run's report: it shows how far the run got and why it stopped."""
+    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
+    path = write_report(cfg, command, error=text)
+    if path:
+        print(f"keyclass: the run's report: {path}", file=sys.stderr)
+
+
+def write_report(cfg: KeyclassConfig, command: str, **kwargs) -> str:
+    """Write the command's HTML report; returns its path, or "" after saying on stderr
+    why it could not be written (the command's own result stands either way)."""
+    from keyclass.pipeline.run_report import invocation, write
+
+    record_extra = {k: kwargs.pop(k) for k in ("prediction_path", "server", "model", "error") if k in kwargs}
+    try:
+        result = write(cfg, command=command, record=invocation(cfg, command, **record_extra), **kwargs)
+    except Exception as e:  # noqa: BLE001 - a report failure must not hide the run's result
+        print(f"keyclass: the report was not written: {type(e).__name__}: {e}", file=sys.stderr)
+        return ""
+    return str(result.path)
+
+
+def report(cfg: KeyclassConfig, run_id: str | None, results: str | None, out: str | None):
+    """``keyclass report``: the report of a run (default the newest for these classes),
+    with the predictions in ``results`` when given."""
+    from keyclass.pipeline.run_report import write
+
+    _require_classes(cfg)
+    return write(cfg, command="report", run_id=run_id, results_dir=results or "", out=out)
 
 
 def format_training(outcome) -> str:
@@ -166,14 +216,15 @@ def make_predictor(cfg: KeyclassConfig):
     return predictor
 
 
-def predict(cfg: KeyclassConfig, path: str, progress: bool = True) -> dict:
-    """Predict every image under ``path``; write the results folder; return the summary."""
+def predict(cfg: KeyclassConfig, path: str, progress: bool = True, command: str = "predict") -> dict:
+    """Predict every image under ``path``; write the results folder and its HTML report;
+    return the summary (``summary["report"]``: the report's path, or "")."""
     from keyclass.pipeline.predict.run import check_inputs, predict_folder
 
     _require_classes(cfg)
     check_inputs(Path(path), Path(cfg.predict.results))
     predictor = make_predictor(cfg)
-    return predict_folder(
+    summary = predict_folder(
         predictor,
         list(predictor.classes),
         path,
@@ -184,7 +235,26 @@ def predict(cfg: KeyclassConfig, path: str, progress: bool = True) -> dict:
         image_size=getattr(predictor, "image_size", None) or cfg.image_size,
         overwrite=cfg.predict.overwrite,
         progress=progress,
+        faithfulness_steps=cfg.predict.faithfulness_steps if cfg.predict.faithfulness else 0,
     )
+    summary["report"] = write_report(cfg, command, **_report_inputs(cfg, path, predictor))
+    return summary
+
+
+def _report_inputs(cfg: KeyclassConfig, path: str, predictor) -> dict:
+    """What a prediction report needs to know about the predictor and the inputs."""
+    model = {"name": getattr(predictor, "model_name", ""), "version": getattr(predictor, "version", None)}
+    if cfg.predict.server:
+        model["metadata"] = {"classes": list(predictor.classes)}
+    else:
+        model["path"] = getattr(predictor, "saved_model_dir", "")
+    return {
+        "results_dir": cfg.predict.results,
+        "predictor": predictor,
+        "prediction_path": str(Path(path).resolve()),
+        "server": cfg.predict.server,
+        "model": model,
+    }
 
 
 def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bool]:
@@ -199,11 +269,13 @@ def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bo
         prepare_results_dir(results, overwrite=False)  # raises the same message before work
     trained = False
     if not cfg.predict.server and store.find_model(cfg.models_dir, cfg.classes) is None:
-        outcome = train(cfg)
+        outcome = train(cfg, report=False, command="run")
         trained = True
         if not outcome.pushed:
-            raise RuntimeError(
+            error = RuntimeError(
                 f"the trained model was not blessed (validation loss gate: max {cfg.gate.max_val_loss}); "
                 f"metrics {outcome.eval_metrics}; nothing to predict with"
             )
-    return predict(cfg, path, progress=progress), trained
+            _report_failure(cfg, "run", error)
+            raise error
+    return predict(cfg, path, progress=progress, command="run"), trained

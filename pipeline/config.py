@@ -84,6 +84,10 @@ class PredictConfig:
     version: int = 0
     label: str = ""
     timeout_s: float = 30.0
+    # CAM faithfulness (deletion/insertion AUC against a random map) for kept
+    # predictions: about 4 x steps more forward passes per kept image.
+    faithfulness: bool = False
+    faithfulness_steps: int = 16
 
 
 @dataclasses.dataclass
@@ -295,6 +299,8 @@ def validate(cfg: KeyclassConfig) -> None:
     _positive(p.batch_size, "predict.batch_size")
     if not 0 < p.segmentation_fraction <= 1:
         raise ConfigError("predict.segmentation_fraction: must be in (0, 1]")
+    if p.faithfulness_steps < 2:
+        raise ConfigError(f"predict.faithfulness_steps: must be at least 2, got {p.faithfulness_steps}")
     if p.version and p.label:
         raise ConfigError("predict: give --version or --label, not both")
     if p.server and not re.match(r"^(grpc|http|https)://", p.server):

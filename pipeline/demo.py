@@ -76,4 +76,6 @@ def run_demo(
     print("trained a new model" if trained else "reused the stored model for these classes")
     print(format_table(summary))
     print(f"\nresult images and tables in {results}  ({time.perf_counter() - t0:.0f} s)")
+    if summary.get("report"):
+        print(f"report: {summary['report']}")
     return 0

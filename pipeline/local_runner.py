@@ -31,6 +31,7 @@ class RunOutcome:
     pushed_path: str = ""
     pushed_version: str = ""
     eval_metrics: dict = dataclasses.field(default_factory=dict)
+    report_path: str = ""  # the run's HTML report (keyclass.pipeline.report), when written
 
 
 def build_local_pipeline(cfg: KeyclassConfig, ingestion_only: bool = False) -> tfx.dsl.Pipeline:

@@ -21,8 +21,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from keyclass.components.errors import ConfigError
+from keyclass.pipeline.predict import faithfulness, truth, visualize
 from keyclass.pipeline.predict import summary as summary_lib
-from keyclass.pipeline.predict import truth, visualize
 
 
 class PredictError(ConfigError):
@@ -117,11 +117,14 @@ def predict_folder(
     loader: Callable[[Path], Loaded] | None = None,
     workers: int = 4,
     progress: bool = True,
+    faithfulness_steps: int = 0,
 ) -> dict:
     """Predict every file under ``root``; write results; return the summary dict.
 
     ``predictor.predict(list_of_bytes, signature="grad_cam")`` must return an object with
-    ``probabilities``, ``class_name``, ``confidence`` and ``heatmap``.
+    ``probabilities``, ``class_name``, ``confidence`` and ``heatmap``. With
+    ``faithfulness_steps`` each kept prediction's heatmap is scored (see
+    :mod:`faithfulness`; about ``4 * steps`` more forward passes per kept image).
     """
     root, results = Path(root), Path(results)
     files = check_inputs(root, results)
@@ -163,6 +166,15 @@ def predict_folder(
                 )
                 if kept:
                     heat = np.asarray(out.heatmap[gi])
+                    if faithfulness_steps:
+                        rec["faithfulness"] = faithfulness.score_image(
+                            faithfulness.decode_pixels(item.model_input),
+                            heat,
+                            classes.index(name),
+                            faithfulness.predictor_probabilities(predictor),
+                            seed=faithfulness.seed_for(str(rel)),
+                            steps=faithfulness_steps,
+                        )
                     fut = pool.submit(write_result_images, results / name, rel, item.image, heat, segmentation_fraction)
                     pending_writes.append(fut)
                     rec["_write"] = fut
@@ -180,6 +192,8 @@ def predict_folder(
         for rec in records:
             f.write(json.dumps(rec, sort_keys=True) + "\n")
     summary = summary_lib.summarize(records, classes, threshold)
+    if faithfulness_steps:
+        summary["faithfulness"] = faithfulness.summarize(records, faithfulness_steps)
     summary["unreadable_files"] = [{"file": r["file"], "error": r["error"]} for r in records if r["error"]]
     (results / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return summary
