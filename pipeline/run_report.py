@@ -145,12 +145,21 @@ def write(
     run = find_run(cfg, run_id, inv)
     if record is None and not inv:
         inv = _stored_invocation(cfg, run, results_dir)
+    model = model_for(run, inv)
+    if predictor is None and model is not None and model.source == "pushed model":
+        # Heatmaps of abstained predictions for a later report: the same model, loaded
+        # only if the gallery needs it.
+        def predictor():
+            from keyclass.serving.local import LocalPredictor
+
+            return LocalPredictor(model.path)
+
     result = write_report(
         Path(out) if out else default_path(cfg, run, results_dir),
         classes=list(cfg.classes.names),
         command=command,
         run=run,
-        model=model_for(run, inv),
+        model=model,
         results_dir=results_dir,
         invocation=inv,
         eval_metrics=_eval_metrics(run),

@@ -309,29 +309,25 @@ def keyclass_version() -> str:
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str:
-    """The commit of the checkout keyclass runs from (editable installs), or ""."""
-    where = Path(path) if path else Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "--short=12", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    """The commit of the keyclass checkout this code runs from (an editable install), or
+    "" when it is not one (an installed wheel, even inside some other repository)."""
+    here = Path(__file__).resolve()
+    where = Path(path) if path else here.parent
+
+    def git(*args: str) -> subprocess.CompletedProcess | None:
+        try:
+            return subprocess.run(
+                ["git", "-C", str(where), *args], capture_output=True, text=True, timeout=5, check=False
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    tracked = git("ls-files", "--error-unmatch", str(here))  # this very file is in that repository
+    head = git("rev-parse", "--short=12", "HEAD")
+    if not tracked or tracked.returncode != 0 or not head or head.returncode != 0:
         return ""
-    if out.returncode != 0:
-        return ""
-    commit = out.stdout.strip()
-    dirty = subprocess.run(
-        ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
-        capture_output=True,
-        text=True,
-        timeout=5,
-        check=False,
-    )
-    return commit + (" (with uncommitted changes)" if dirty.returncode == 0 and dirty.stdout.strip() else "")
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return head.stdout.strip() + (" (with uncommitted changes)" if dirty and dirty.stdout.strip() else "")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
@@ -407,6 +403,8 @@ def gather_lineage(
             lin.nodes.append(NodeRow(n.node_id, n.state, max(0.0, (n.ended_ms - n.started_ms) / 1000), arts))
             if n.parameters:
                 lin.parameters[n.node_id] = dict(n.parameters)
+    if run is not None and command in ("predict", "run") and model is not None and model.source == "pushed model":
+        lin.notes.append("The pipeline run shown is the one that trained and pushed the model these predictions used.")
     if lin.server:
         lin.notes.append(
             f"Predictions came from the TF Serving endpoint {lin.server}: there is no pipeline lineage "
@@ -795,8 +793,9 @@ def _overlay_path(record: dict) -> str | None:
 def gather_gallery(
     prediction: Prediction | None, classes: Iterable[str], per_cell: int = GALLERY_PER_CELL
 ) -> Gallery | None:
-    """Per predicted class: the most confident correct and wrong predictions and the
-    abstained ones (least confident first), with their faithfulness scores."""
+    """Per predicted class: the most confident correct and wrong predictions above the
+    threshold, and the abstained ones (least confident first), with their faithfulness
+    scores. An image appears in one cell only."""
     if prediction is None:
         return None
     rows = [r for r in prediction.records if r.get("error") is None and r.get("class")]
@@ -823,7 +822,7 @@ def gather_gallery(
         confident = sorted((r for r in mine if not abstained(r)), key=lambda r: -r["confidence"])
         if prediction.truth_known:
             correct = [r for r in confident if r.get("truth") == c]
-            wrong = sorted((r for r in mine if r.get("truth") not in (None, c)), key=lambda r: -r["confidence"])
+            wrong = [r for r in confident if r.get("truth") not in (None, c)]
         else:
             correct, wrong = confident, []
         low = sorted((r for r in mine if abstained(r)), key=lambda r: r["confidence"])

@@ -28,7 +28,8 @@ class ReportResult:
 
 def heatmap_overlays(data: gather.ReportData, predictor, image_size: int | None) -> dict[str, str]:
     """Grad-CAM thumbnails for gallery items predict kept no heatmap of (the abstained),
-    computed with the same model, through its ``grad_cam`` signature."""
+    computed with the same model, through its ``grad_cam`` signature. ``predictor`` is
+    a predictor, or a function that makes one (called only when there is work)."""
     if predictor is None or data.gallery is None or not image_size:
         return {}
     from keyclass.pipeline.predict import visualize
@@ -43,6 +44,8 @@ def heatmap_overlays(data: gather.ReportData, predictor, image_size: int | None)
     loaded = [(f, item) for f, item in loaded if item.error is None]
     if not loaded:
         return {}
+    if callable(predictor) and not hasattr(predictor, "predict"):
+        predictor = predictor()
     result = predictor.predict([item.model_input for _, item in loaded], signature="grad_cam")
     out = {}
     for (f, item), heat in zip(loaded, result.heatmap, strict=True):

@@ -312,7 +312,7 @@ def full_run(
     pushed_dir = tmp / "home/models/circle-square-0000/1767225600"
     write_model(pushed_dir, calibration)
     results, photos = tmp / "results", tmp / "photos"
-    results.mkdir()
+    results.mkdir(parents=True)
     write_results(results, photos, calibration, faithfulness)
     eval_config = json.dumps(
         {

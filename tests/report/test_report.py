@@ -251,3 +251,18 @@ def test_risk_coverage_on_a_hand_made_case():
 
 def test_config_differences_lists_only_changed_settings():
     assert gather.config_differences({"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 1, "c": 0}, "d": 3}) == {"a.c": 2}
+
+
+def test_the_templates_are_package_data():
+    """An installed wheel carries the templates: pyproject's package-data globs match
+    every file under templates/ (a wheel built here held all three)."""
+    import fnmatch
+
+    import tomli as tomllib
+
+    from keyclass.pipeline.report import render
+
+    project = tomllib.loads((render.TEMPLATES.parents[2] / "pyproject.toml").read_text())
+    globs = project["tool"]["setuptools"]["package-data"]["keyclass.pipeline.report"]
+    files = sorted(p.relative_to(render.TEMPLATES.parent).as_posix() for p in render.TEMPLATES.iterdir())
+    assert files and all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), (files, globs)
