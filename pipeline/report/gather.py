@@ -523,6 +523,18 @@ def _split_dirs(uri: str) -> dict[str, str]:
     return {d[len("Split-") :]: os.path.join(uri, d) for d in sorted(os.listdir(uri)) if d.startswith("Split-")}
 
 
+def _split_protos(dirs: dict[str, str], filename: str, proto_cls) -> list[tuple[str, Any]]:
+    """``(split, message)`` for each ``Split-<name>/<filename>`` that exists."""
+    out = []
+    for split, d in dirs.items():
+        path = os.path.join(d, filename)
+        if os.path.isfile(path):
+            msg = proto_cls()
+            msg.ParseFromString(Path(path).read_bytes())
+            out.append((split, msg))
+    return out
+
+
 def _feature_summary(f) -> tuple[str, str]:
     kind = f.WhichOneof("stats") or ""
     if kind == "num_stats":
@@ -561,12 +573,7 @@ def gather_data(
     examples: dict[str, int] = {}
     features: dict[str, FeatureRow] = {}
     labels: dict[str, dict[str, int]] = {}
-    for split, d in stats_dirs.items():
-        path = os.path.join(d, "FeatureStats.pb")
-        if not os.path.isfile(path):
-            continue
-        msg = statistics_pb2.DatasetFeatureStatisticsList()
-        msg.ParseFromString(Path(path).read_bytes())
+    for split, msg in _split_protos(stats_dirs, "FeatureStats.pb", statistics_pb2.DatasetFeatureStatisticsList):
         for ds in msg.datasets:
             examples[split] = int(ds.num_examples)
             for f in ds.features:
@@ -576,33 +583,13 @@ def gather_data(
                 if name == layout.F_LABEL_TEXT and f.WhichOneof("stats") == "string_stats":
                     labels[split] = {t.value: int(t.frequency) for t in f.string_stats.top_values}
     anomalies = []
-    for split, d in anomaly_dirs.items():
-        path = os.path.join(d, "SchemaDiff.pb")
-        if not os.path.isfile(path):
-            continue
-        msg = anomalies_pb2.Anomalies()
-        msg.ParseFromString(Path(path).read_bytes())
-        for feature, info in sorted(msg.anomaly_info.items()):
-            anomalies.append(
-                AnomalyRow(
-                    split,
-                    feature,
-                    anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
-                    info.short_description,
-                    info.description,
-                )
-            )
+    for split, msg in _split_protos(anomaly_dirs, "SchemaDiff.pb", anomalies_pb2.Anomalies):
+        infos = sorted(msg.anomaly_info.items())
         if msg.HasField("dataset_anomaly_info"):
-            info = msg.dataset_anomaly_info
-            anomalies.append(
-                AnomalyRow(
-                    split,
-                    "(dataset)",
-                    anomalies_pb2.AnomalyInfo.Severity.Name(info.severity),
-                    info.short_description,
-                    info.description,
-                )
-            )
+            infos.append(("(dataset)", msg.dataset_anomaly_info))
+        for feature, info in infos:
+            severity = anomalies_pb2.AnomalyInfo.Severity.Name(info.severity)
+            anomalies.append(AnomalyRow(split, feature, severity, info.short_description, info.description))
     return DataCheck(examples, sorted(features.values(), key=lambda r: r.name), labels, anomalies, verdict, gate_state)
 
 

@@ -42,18 +42,22 @@ def write_scene_folder(root: Path, per_class: int, start: int) -> None:
             (root / c / f"{i}.jpg").write_bytes(scene_jpeg(c, i))
 
 
+def add_bad_inputs(e: DemoSearchEngine) -> None:
+    """Bad inputs the ledger must account for, ahead of the generated images."""
+    e.add_bytes("circle", images.truncated(images.rgb_jpeg(1)))
+    e.add_bytes("circle", images.html_page(), content_type="image/jpeg")
+    e.add_bytes("circle", images.rgb_jpeg(2, 40, 30))  # too small
+    e.add_status("square", 404)
+    e.add_redirect("square", "http://169.254.169.254/latest/meta-data/x.jpg")
+    shared = demo_images.render("triangle", 5)
+    e.add_bytes("circle", shared)  # the same picture under both keywords: ambiguous
+    e.add_bytes("square", shared)
+
+
 @pytest.fixture(scope="module")
 def engine():
     with DemoSearchEngine(classes=CLASSES, images_per_class=PER_CLASS, provider=scene_jpeg) as e:
-        # Bad inputs the ledger must account for, ahead of the generated images.
-        e.add_bytes("circle", images.truncated(images.rgb_jpeg(1)))
-        e.add_bytes("circle", images.html_page(), content_type="image/jpeg")
-        e.add_bytes("circle", images.rgb_jpeg(2, 40, 30))  # too small
-        e.add_status("square", 404)
-        e.add_redirect("square", "http://169.254.169.254/latest/meta-data/x.jpg")
-        shared = demo_images.render("triangle", 5)
-        e.add_bytes("circle", shared)  # the same picture under both keywords: ambiguous
-        e.add_bytes("square", shared)
+        add_bad_inputs(e)
         yield e
 
 
@@ -63,35 +67,38 @@ def home(tmp_path_factory):
 
 
 def make_cfg(home: Path, engine: DemoSearchEngine, **extra):
-    return load_config(
-        overrides={
-            "crawl.classes": ",".join(CLASSES),
-            "crawl.sources": ["bing"],
-            "crawl.search_url": {"bing": engine.search_url},
-            "crawl.allow_loopback": True,
-            "crawl.max_images_per_class": PER_CLASS,
-            "crawl.min_images_per_class": 20,
-            "crawl.connect_timeout_s": 2,
-            "crawl.read_timeout_s": 2,
-            "crawl.total_timeout_s": 5,
-            "crawl.retries": 0,
-            "image_size": 64,
-            "clean.min_width": 64,
-            "clean.min_height": 64,
-            "train.backbone": "tiny",
-            "train.weights": "none",
-            "train.augment": False,
-            "train.batch_size": 16,
-            "train.max_epochs": 3,
-            "train.learning_rate": 3e-3,
-            "train.fine_tune_epochs": 8,
-            "train.fine_tune_learning_rate": 3e-3,
-            "gate.max_val_loss": 0.69,
-            "runner.home": str(home),
-            "runner.direct_num_workers": 2,
-            **extra,
-        }
-    )
+    return load_config(overrides=settings(home, engine, **extra))
+
+
+def settings(home: Path, engine: DemoSearchEngine, **extra) -> dict:
+    """The end-to-end runs' settings as dotted overrides (small, fast, loopback)."""
+    return {
+        "crawl.classes": ",".join(CLASSES),
+        "crawl.sources": ["bing"],
+        "crawl.search_url": {"bing": engine.search_url},
+        "crawl.allow_loopback": True,
+        "crawl.max_images_per_class": PER_CLASS,
+        "crawl.min_images_per_class": 20,
+        "crawl.connect_timeout_s": 2,
+        "crawl.read_timeout_s": 2,
+        "crawl.total_timeout_s": 5,
+        "crawl.retries": 0,
+        "image_size": 64,
+        "clean.min_width": 64,
+        "clean.min_height": 64,
+        "train.backbone": "tiny",
+        "train.weights": "none",
+        "train.augment": False,
+        "train.batch_size": 16,
+        "train.max_epochs": 3,
+        "train.learning_rate": 3e-3,
+        "train.fine_tune_epochs": 8,
+        "train.fine_tune_learning_rate": 3e-3,
+        "gate.max_val_loss": 0.69,
+        "runner.home": str(home),
+        "runner.direct_num_workers": 2,
+        **extra,
+    }
 
 
 def executions(cfg, node: str, state=None) -> int:

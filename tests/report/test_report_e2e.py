@@ -13,13 +13,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from keyclass.pipeline import demo_images, metadata
+from keyclass.pipeline import metadata
 from keyclass.pipeline.cli import main
 from keyclass.pipeline.config import load_config
 from keyclass.pipeline.report import gather
-from tests.fixtures import images
 from tests.fixtures.engine import FaultEngine
-from tests.pipeline.test_e2e import CLASSES, PER_CLASS, scene_jpeg, write_scene_folder
+from tests.pipeline.test_e2e import CLASSES, PER_CLASS, add_bad_inputs, scene_jpeg, settings, write_scene_folder
 from tests.report.browser import chromium, open_page
 from tests.report.page import Page, decode_image, external_references
 
@@ -30,43 +29,15 @@ HEADERS = list(gather.SECTIONS.values())
 @pytest.fixture(scope="module")
 def engine():
     with FaultEngine(classes=CLASSES, images_per_class=PER_CLASS, provider=scene_jpeg) as e:
-        e.add_bytes("circle", images.truncated(images.rgb_jpeg(1)))
-        e.add_bytes("circle", images.html_page(), content_type="image/jpeg")
-        e.add_bytes("circle", images.rgb_jpeg(2, 40, 30))  # too small
-        e.add_status("square", 404)
-        shared = demo_images.render("triangle", 5)
-        e.add_bytes("circle", shared)  # the same picture under both keywords: ambiguous
-        e.add_bytes("square", shared)
+        add_bad_inputs(e)
         e.add_bytes("square", scene_jpeg("square", 3))  # an exact duplicate
         yield e
 
 
 def _config(path: Path, home: Path, engine: FaultEngine, **extra) -> Path:
     """The e2e settings as a config file (the CLI reads it like a user's)."""
-    flat = {
-        "crawl.sources": ["bing"],
-        "crawl.search_url": {"bing": engine.search_url},
-        "crawl.allow_loopback": True,
-        "crawl.max_images_per_class": PER_CLASS,
-        "crawl.min_images_per_class": 20,
-        "crawl.retries": 0,
-        "crawl.total_timeout_s": 5,
-        "image_size": 64,
-        "clean.min_width": 64,
-        "clean.min_height": 64,
-        "train.backbone": "tiny",
-        "train.weights": "none",
-        "train.augment": False,
-        "train.batch_size": 16,
-        "train.max_epochs": 3,
-        "train.learning_rate": 3e-3,
-        "train.fine_tune_epochs": 8,
-        "train.fine_tune_learning_rate": 3e-3,
-        "gate.max_val_loss": 0.69,
-        "runner.home": str(home),
-        "runner.direct_num_workers": 2,
-        **extra,
-    }
+    flat = settings(home, engine, **extra)
+    flat.pop("crawl.classes")  # given with -c, as a user would
     tree: dict = {}
     for key, value in flat.items():
         node = tree
@@ -179,7 +150,15 @@ def test_run_writes_a_report_with_every_section_from_real_outputs(ran):
     pushed = run.artifact("Pusher", "pushed_model").properties["pushed_version"]
     assert f"version <b>{pushed}</b>" in html and "tiny" in html
     # Real funnel reasons with samples, the real gate, the real training history.
-    for reason in ("too small", "truncated", "html not image", "HTTP 404", "cross class", "exact duplicate"):
+    for reason in (
+        "too small",
+        "truncated",
+        "html not image",
+        "HTTP 404",
+        "169.254.169.254",
+        "cross class",
+        "exact duplicate",
+    ):
         assert reason in html, reason
     assert "PASSED" in html and "Kept: phase" in html and "BLESSED" in html
     # Faithfulness on every kept prediction, through the real exported model.
