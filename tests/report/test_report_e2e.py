@@ -236,3 +236,16 @@ def test_a_rejected_dataset_still_gets_its_report(ran, engine, capsys):
     assert "REJECTED" in html and "failed at ValidationGate" in html
     assert "fewer than min_images_per_class=59" in html  # the gate's own reasons
     assert "this run did not train" in " ".join(page.missing)
+
+
+def test_train_prints_its_report_and_a_cached_run_says_so(ran, capsys):
+    """A second ``train`` with the same settings reuses every step from the cache."""
+    tmp, home, config, _, _ = ran
+    rc = main(["train", "-c", "circle,square", "--config", str(config), "--set", "train.max_epochs=3"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    path = _printed_report(out)
+    assert path.is_file() and path.parent.parent.parent == home / "reports"
+    html = html_lib.unescape(path.read_text())
+    assert re.search(r"complete \(\d+ of \d+ steps reused from the cache\)", html)
+    assert (path.parent / "run.json").is_file()
