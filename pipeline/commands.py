@@ -166,12 +166,23 @@ def make_predictor(cfg: KeyclassConfig):
     return predictor
 
 
+def check_predict_paths(cfg: KeyclassConfig, path: str) -> None:
+    """The prediction folder and the results folder, checked before any work: the results
+    folder may not be, hold or sit inside the prediction folder or the keyclass home, and
+    is only ever replaced when keyclass created it (``predict/results_dir.py``)."""
+    from keyclass.pipeline.predict.results_dir import check_results_dir
+    from keyclass.pipeline.predict.run import check_inputs
+
+    check_results_dir(cfg.predict.results, prediction_root=path, home=cfg.home, overwrite=cfg.predict.overwrite)
+    check_inputs(Path(path), Path(cfg.predict.results))
+
+
 def predict(cfg: KeyclassConfig, path: str, progress: bool = True) -> dict:
     """Predict every image under ``path``; write the results folder; return the summary."""
-    from keyclass.pipeline.predict.run import check_inputs, predict_folder
+    from keyclass.pipeline.predict.run import predict_folder
 
     _require_classes(cfg)
-    check_inputs(Path(path), Path(cfg.predict.results))
+    check_predict_paths(cfg, path)
     predictor = make_predictor(cfg)
     return predict_folder(
         predictor,
@@ -190,13 +201,8 @@ def predict(cfg: KeyclassConfig, path: str, progress: bool = True) -> dict:
 def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bool]:
     """Reuse a stored model for exactly these classes, or train one; then predict.
     Returns (summary, trained)."""
-    from keyclass.pipeline.predict.run import check_inputs, prepare_results_dir
-
     _require_classes(cfg)
-    results = Path(cfg.predict.results)
-    check_inputs(Path(path), results)
-    if results.exists() and any(results.iterdir()) and not cfg.predict.overwrite:
-        prepare_results_dir(results, overwrite=False)  # raises the same message before work
+    check_predict_paths(cfg, path)
     trained = False
     if not cfg.predict.server and store.find_model(cfg.models_dir, cfg.classes) is None:
         outcome = train(cfg)

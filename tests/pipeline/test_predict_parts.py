@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from keyclass.components.errors import ConfigError
 from keyclass.pipeline.predict import summary, truth, visualize
+from keyclass.pipeline.predict.results_dir import MARKER
 from keyclass.pipeline.predict.run import PredictError, check_inputs, prepare_results_dir
 
 CLASSES = ["cat", "dog"]
@@ -101,9 +103,9 @@ def test_bad_prediction_paths_and_results_refused(tmp_path):
     with pytest.raises(PredictError, match="holds no files"):
         check_inputs(tmp_path / "empty")
     res = tmp_path / "res"
-    res.mkdir()
+    prepare_results_dir(res, overwrite=False)
     (res / "summary.json").write_text("{}")
-    with pytest.raises(PredictError, match="--overwrite"):
+    with pytest.raises(ConfigError, match="--overwrite"):
         prepare_results_dir(res, overwrite=False)
     prepare_results_dir(res, overwrite=True)
-    assert list(Path(res).iterdir()) == []
+    assert [p.name for p in Path(res).iterdir()] == [MARKER]
