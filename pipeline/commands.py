@@ -6,9 +6,11 @@ The CLI only parses arguments into a ``KeyclassConfig`` and calls one of these.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
+from keyclass.components.classes import keyword_file
 from keyclass.pipeline import store
 from keyclass.pipeline.config import ConfigError, KeyclassConfig
 
@@ -30,6 +32,11 @@ def check_sources(cfg: KeyclassConfig) -> None:
             found = {classes.for_folder(d.name) for d in p.iterdir() if d.is_dir()} - {None}
             if not found:
                 raise ConfigError(f"source {s}: none of {cfg.crawl.classes} is a subfolder of {p}")
+        elif kind == "urls" and "{keyword}" in arg:
+            found = [c for c in cfg.classes if keyword_file(os.path.expanduser(arg), c) is not None]
+            if not found:
+                shown = ", ".join(arg.replace("{keyword}", c) for c in cfg.classes)
+                raise ConfigError(f"source {s}: no URL list for any class (looked for {shown})")
         elif kind == "urls":
             p = Path(arg).expanduser()
             if not p.is_file():

@@ -11,10 +11,11 @@ Sources, as written in ``CrawlConfig.sources``:
   icrawler's feeders hard-code the public hosts and its downloader is not safe enough.
   An engine that answers with an error, an empty page or a page the parser finds no
   results in (its format changed) yields a Problem naming engine, keyword and page.
-- ``urls:FILE``: a text file of ``keyword<TAB>url`` lines (keyword matched after
-  normalisation; blank lines and ``#`` comments ignored). When FILE contains
-  ``{keyword}`` (``urls:lists/{keyword}.txt``) it names one file per keyword holding
-  plain URLs, one a line.
+- ``urls:FILE``: a text file of ``keyword<TAB>url`` lines (keyword matched by the one
+  folder-name rule of :mod:`keyclass.components.classes`; blank lines and ``#``
+  comments ignored). When FILE contains ``{keyword}`` (``urls:lists/{keyword}.txt``) it
+  names one file per keyword holding plain URLs, one a line; the file name's keyword
+  part follows the same rule (``lists/Golden_Retriever.txt`` serves ``golden retriever``).
 - ``folder:DIR``: one subfolder per class, matched by normalised name
   (``DIR/Golden Retriever/`` serves ``golden retriever``); every regular file below
   it, in sorted order. Files outside the subfolder (symlinks pointing out) are refused.
@@ -36,7 +37,7 @@ from icrawler.builtin.bing import BingParser
 from icrawler.builtin.google import GoogleParser
 from tfx.dsl.io import fileio
 
-from keyclass.components.classes import folder_class_name, normalize_class_name
+from keyclass.components.classes import folder_class_name, keyword_file
 from keyclass.components.crawler.fetch import FetchResult
 
 PUBLIC_SEARCH_URL = {
@@ -149,7 +150,9 @@ def engine_candidates(
 def url_list_candidates(source: str, path_template: str, keyword: str) -> Iterator[Item]:
     """Candidates from a ``urls:FILE`` source (format in the module docstring)."""
     per_keyword = "{keyword}" in path_template
-    path = path_template.replace("{keyword}", keyword)
+    path = (keyword_file(path_template, keyword) if per_keyword else None) or path_template.replace(
+        "{keyword}", keyword
+    )
     if not fileio.exists(path):
         yield Problem(keyword, source, path, "", f"urls file {path} does not exist")
         return
@@ -170,7 +173,7 @@ def url_list_candidates(source: str, path_template: str, keyword: str) -> Iterat
                 bad.append(lineno)
                 continue
             kw, _, url = line.partition("\t")
-            if normalize_class_name(kw) != keyword:
+            if folder_class_name(kw) != folder_class_name(keyword):
                 continue
         found += 1
         yield Candidate(keyword, source, path, url.strip())
@@ -239,6 +242,8 @@ def candidates_for(source: str, keyword: str, search_url: dict[str, str], fetch_
     if kind in PUBLIC_SEARCH_URL:
         endpoint = search_url.get(kind) or PUBLIC_SEARCH_URL[kind]
         return engine_candidates(kind, endpoint, keyword, fetch_page, source)
+    if kind in ("urls", "folder") and _is_local(arg):
+        arg = os.path.expanduser(arg)  # as the command line checked it
     if kind == "urls":
         return url_list_candidates(source, arg, keyword)
     if kind == "folder":
