@@ -141,7 +141,15 @@ def store_image(output_uri: str, content: bytes) -> tuple[str, str]:
 
 
 def _new_source_report() -> dict[str, Any]:
-    return {"results": 0, "downloaded": 0, "failed": 0, "duplicates": 0, "repeated_urls": 0, "errors": []}
+    return {
+        "results": 0,
+        "downloaded": 0,
+        "failed": 0,
+        "duplicates": 0,
+        "repeated_urls": 0,
+        "skipped_by_parser": 0,
+        "errors": [],
+    }
 
 
 class _Crawl:
@@ -205,6 +213,11 @@ class _Crawl:
                             break
                         if isinstance(item, sources_lib.Problem):
                             self.problem(item, src)
+                        elif isinstance(item, sources_lib.Skipped):
+                            src["skipped_by_parser"] += 1
+                            self.write(
+                                manifest_record(item.keyword, item.source, item.query, item.url, error=item.error)
+                            )
                         elif item.url in seen_urls:
                             src["repeated_urls"] += 1
                         else:
