@@ -34,6 +34,7 @@ and the class folder for ``folder``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -303,6 +304,63 @@ def folder_candidates(source: str, root: str, keyword: str) -> Iterator[Item]:
             yield Candidate(keyword, source, folder, _file_url(path), local_path=path)
     if not found:
         yield Problem(keyword, source, folder, _file_url(folder), f"folder {folder} holds no files")
+
+
+# Cache key ------------------------------------------------------------------------
+def local_sources_digest(sources: list[str], classes: list[str]) -> str:
+    """A sha256 over what the ``urls:`` and ``folder:`` sources would give ``classes``
+    now: each URL list's bytes, and the relative path and bytes of every file in each
+    class folder. It is an execution property of the ImageCrawler, so TFX's cache key
+    changes when a local source's content does (engines change with ``crawl.snapshot``).
+    "" when no source is local."""
+    h = hashlib.sha256()
+    local = False
+    for source in sources:
+        kind, arg = source_kind(source)
+        if kind not in ("urls", "folder"):
+            continue
+        local = True
+        if _is_local(arg):
+            arg = os.path.expanduser(arg)
+        h.update(f"\0source\0{source}".encode())
+        for keyword in classes:
+            if kind == "urls":
+                path = (
+                    keyword_file(arg, keyword, exists=fileio.exists, isdir=fileio.isdir, listdir=fileio.listdir)
+                    if "{keyword}" in arg
+                    else arg
+                )
+                files = [(os.path.basename(path), path)] if path and fileio.exists(path) else []
+            else:
+                folder = find_class_folder(arg, keyword)
+                files = _files_below(folder) if folder else []
+            h.update(f"\0class\0{keyword}\0{len(files)}".encode())
+            for rel, path in files:
+                h.update(f"\0file\0{rel}\0".encode())
+                _hash_file(h, path)
+            if kind == "urls" and "{keyword}" not in arg:
+                break  # one file serves every class
+    return h.hexdigest() if local else ""
+
+
+def _files_below(folder: str) -> list[tuple[str, str]]:
+    out = []
+    for dirpath, _dirnames, filenames in fileio.walk(folder):
+        dirpath = dirpath.decode() if isinstance(dirpath, bytes) else dirpath
+        for name in filenames:
+            name = name.decode() if isinstance(name, bytes) else name
+            path = os.path.join(dirpath, name)
+            out.append((os.path.relpath(path, folder), path))
+    return sorted(out)
+
+
+def _hash_file(h, path: str) -> None:
+    try:
+        with fileio.open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except (OSError, fileio.NotFoundError) as e:  # unreadable now: the crawl will say so
+        h.update(f"\0unreadable\0{type(e).__name__}".encode())
 
 
 def candidates_for(source: str, keyword: str, search_url: dict[str, str], fetch_page: PageFetcher) -> Iterator[Item]:
