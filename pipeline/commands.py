@@ -139,6 +139,26 @@ def format_models(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def serving_config(
+    cfg: KeyclassConfig, stable: int | None, canary: int | None, base_path: str = "/models", output: str = ""
+) -> str:
+    """TF Serving's models.config for the pushed versions of these classes' model, with
+    ``stable``/``canary`` labels on versions that exist (``stable`` defaults to the
+    newest); written to ``output`` when given. Refuses versions that were never pushed."""
+    from keyclass.serving.serving_config import ServingConfigError
+    from keyclass.serving.serving_config import serving_config as build
+
+    _require_classes(cfg)
+    name = cfg.predict.model_name or cfg.model_name
+    try:
+        text = build(name, str(cfg.models_dir), base_path, {"stable": stable, "canary": canary})
+    except ServingConfigError as e:
+        raise ConfigError(str(e)) from None
+    if output:
+        Path(output).write_text(text)
+    return text
+
+
 def make_predictor(cfg: KeyclassConfig):
     """The predictor for ``cfg``: a TF Serving endpoint, or the newest local model for
     exactly these classes. Refuses unknown models and class mismatches."""
@@ -155,6 +175,7 @@ def make_predictor(cfg: KeyclassConfig):
             timeout_s=p.timeout_s,
             # The served model's label ids index the sorted class list it was trained on.
             classes=cfg.classes.names,
+            ca_file=p.ca_file or None,
         )
     else:
         found = store.find_model(cfg.models_dir, cfg.classes, version=p.version)
