@@ -238,14 +238,7 @@ def fingerprint(model_dir: str) -> str:
 
 def read_push_record(version_dir: str) -> dict | None:
     """The push record of a pushed version, or None."""
-    path = push_record_path(version_dir)
-    if not exists(path):
-        return None
-    try:
-        record = json.loads(read_text(path))
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) else None
+    return _read_json(push_record_path(version_dir))
 
 
 def version_with_fingerprint(base_dir: str, model_fingerprint: str) -> int | None:
@@ -287,14 +280,18 @@ def resolve_saved_model_dir(path: str, version: int | None = None) -> tuple[str,
 # Metadata --------------------------------------------------------------------------
 def read_metadata(version_dir: str) -> dict | None:
     """The ``assets.extra/keyclass.json`` the export writes, or None when absent or unreadable."""
-    path = metadata_path(version_dir)
+    return _read_json(metadata_path(version_dir))
+
+
+def _read_json(path: str) -> dict | None:
+    """A JSON object file, or None when absent, unreadable or not an object."""
     if not exists(path):
         return None
     try:
-        meta = json.loads(read_text(path))
+        value = json.loads(read_text(path))
     except (OSError, ValueError):
         return None
-    return meta if isinstance(meta, dict) else None
+    return value if isinstance(value, dict) else None
 
 
 def write_metadata(version_dir: str, metadata: dict) -> str:

@@ -104,22 +104,25 @@ def test_overwrite_replaces_only_a_folder_keyclass_created(tmp_path, photos):
     assert sorted(os.listdir(made)) == [MARKER]
 
 
+def _predict(photos: Path, results: Path, **kw) -> dict:
+    return predict_run.predict_folder(
+        ScriptedPredictor(["cat", "dog"]),
+        ["cat", "dog"],
+        photos,
+        results,
+        threshold=0.5,
+        segmentation_fraction=0.5,
+        image_size=32,
+        progress=False,
+        **kw,
+    )
+
+
 def test_predict_folder_never_deletes_its_input(tmp_path, photos):
     before = _files(photos)
     for results in (photos, tmp_path, photos / "cat"):
         with pytest.raises(ResultsDirError):
-            predict_run.predict_folder(
-                ScriptedPredictor(["cat", "dog"]),
-                ["cat", "dog"],
-                photos,
-                results,
-                threshold=0.5,
-                batch_size=4,
-                segmentation_fraction=0.5,
-                image_size=32,
-                overwrite=True,
-                progress=False,
-            )
+            _predict(photos, results, batch_size=4, overwrite=True)
     assert _files(photos) == before
 
 
@@ -144,17 +147,7 @@ def test_result_names_are_unique_and_lead_back_to_the_input(tmp_path):
     (photos / "cat.png").write_bytes(fx.rgb_png(6, 64, 48))
     (photos / ("long" * 60 + ".jpg")).write_bytes(fx.rgb_jpeg(7, 64, 48))
     results = tmp_path / "results"
-    predict_run.predict_folder(
-        ScriptedPredictor(["cat", "dog"]),
-        ["cat", "dog"],
-        photos,
-        results,
-        threshold=0.5,
-        batch_size=2,
-        segmentation_fraction=0.5,
-        image_size=32,
-        progress=False,
-    )
+    _predict(photos, results, batch_size=2)
     images = sorted(p.name for p in (results / "cat").iterdir())
     assert len(images) == 3 * 5  # three images for each of the five inputs: none overwritten
     stems = {n.rsplit("_", 1)[0] for n in images}

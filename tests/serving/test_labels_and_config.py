@@ -6,7 +6,6 @@ the client checking the labelled version itself; gRPC over TLS with a CA file.""
 from __future__ import annotations
 
 import shutil
-import subprocess
 from pathlib import Path
 
 import grpc
@@ -22,6 +21,7 @@ from keyclass.pipeline.config import load_config
 from keyclass.serving import model_layout, serving_config
 from keyclass.serving.predictor import make_predictor
 from keyclass.serving.types import PredictorError, ServerUnavailableError
+from tests.fixtures.tls import self_signed_cert
 from tests.serving.standin_server import ServingError, StandinServer
 
 SERVING = Path(__file__).resolve().parents[2] / "serving"
@@ -139,18 +139,7 @@ def test_the_shipped_models_config_serves_what_the_pusher_writes(exported_model,
 # gRPC over TLS ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tls_files(tmp_path_factory):
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl CLI not available to make a test certificate")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        + ["-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost"]
-        + ["-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+    return self_signed_cert(tmp_path_factory.mktemp("tls"), "localhost", "DNS:localhost,IP:127.0.0.1")
 
 
 def test_grpcs_with_a_ca_file(tls_files, served_models, images, tmp_path, monkeypatch):
