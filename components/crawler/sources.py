@@ -168,12 +168,6 @@ def parse_google_page(content: bytes) -> tuple[list[str], list[tuple[int, str, s
 _PARSERS = {"bing": parse_bing_page, "google": parse_google_page}
 
 
-def parse_result_page(engine: str, content: bytes) -> list[str]:
-    """Image URLs on one result page, in page order, without repeats."""
-    urls, _ = _PARSERS[engine](content)
-    return list(dict.fromkeys(urls))
-
-
 def engine_candidates(
     engine: str, endpoint: str, keyword: str, fetch_page: PageFetcher, source: str | None = None
 ) -> Iterator[Item]:
