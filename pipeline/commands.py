@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from keyclass.components.classes import keyword_file
@@ -79,50 +78,20 @@ def dataset(cfg: KeyclassConfig, out: str) -> dict:
 def train(cfg: KeyclassConfig, report: bool = True, command: str = "train"):
     """The whole pipeline: crawl, clean, validate, train, gate, push. With ``report``
     the run's HTML report is written too; a run that fails part-way gets one always."""
+    from keyclass.pipeline import run_report
     from keyclass.pipeline.local_runner import run_local
 
     _require_classes(cfg)
     check_sources(cfg)
-    before = _run_ids(cfg)
+    before = run_report.run_ids(cfg)
     try:
         outcome = run_local(cfg)
     except Exception as e:
-        if _run_ids(cfg) - before:  # the run started: its report shows how far it got
-            _report_failure(cfg, command, e)
+        run_report.after_failure(cfg, command, e, runs_before=before)
         raise
     if report:
-        outcome.report_path = write_report(cfg, command)
+        outcome.report_path = run_report.for_command(cfg, command)
     return outcome
-
-
-def _run_ids(cfg: KeyclassConfig) -> set[str]:
-    if not cfg.metadata_path.is_file():
-        return set()
-    from keyclass.pipeline import metadata
-
-    return set(metadata.pipeline_run_ids(metadata.sqlite_connection(cfg.metadata_path), cfg.resolved_pipeline_name))
-
-
-def _report_failure(cfg: KeyclassConfig, command: str, error: BaseException | str) -> None:
-    """A failed run's report: it shows how far the run got and why it stopped."""
-    text = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    path = write_report(cfg, command, error=text)
-    if path:
-        print(f"keyclass: the run's report: {path}", file=sys.stderr)
-
-
-def write_report(cfg: KeyclassConfig, command: str, **kwargs) -> str:
-    """Write the command's HTML report; returns its path, or "" after saying on stderr
-    why it could not be written (the command's own result stands either way)."""
-    from keyclass.pipeline.run_report import invocation, write
-
-    record_extra = {k: kwargs.pop(k) for k in ("prediction_path", "server", "model", "error") if k in kwargs}
-    try:
-        result = write(cfg, command=command, record=invocation(cfg, command, **record_extra), **kwargs)
-    except Exception as e:  # noqa: BLE001 - a report failure must not hide the run's result
-        print(f"keyclass: the report was not written: {type(e).__name__}: {e}", file=sys.stderr)
-        return ""
-    return str(result.path)
 
 
 def report(cfg: KeyclassConfig, run_id: str | None, results: str | None, out: str | None):
@@ -276,24 +245,10 @@ def predict(cfg: KeyclassConfig, path: str, progress: bool = True, command: str 
         progress=progress,
         faithfulness_steps=cfg.predict.faithfulness_steps if cfg.predict.faithfulness else 0,
     )
-    summary["report"] = write_report(cfg, command, **_report_inputs(cfg, path, predictor))
+    from keyclass.pipeline import run_report
+
+    summary["report"] = run_report.for_prediction(cfg, command, path, predictor)
     return summary
-
-
-def _report_inputs(cfg: KeyclassConfig, path: str, predictor) -> dict:
-    """What a prediction report needs to know about the predictor and the inputs."""
-    model = {"name": getattr(predictor, "model_name", ""), "version": getattr(predictor, "version", None)}
-    if cfg.predict.server:
-        model["metadata"] = {"classes": list(predictor.classes)}
-    else:
-        model["path"] = getattr(predictor, "saved_model_dir", "")
-    return {
-        "results_dir": cfg.predict.results,
-        "predictor": predictor,
-        "prediction_path": str(Path(path).resolve()),
-        "server": cfg.predict.server,
-        "model": model,
-    }
 
 
 def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bool]:
@@ -310,6 +265,8 @@ def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bo
                 f"the trained model was not blessed (validation loss gate: max {cfg.gate.max_val_loss}); "
                 f"metrics {outcome.eval_metrics}; nothing to predict with"
             )
-            _report_failure(cfg, "run", error)
+            from keyclass.pipeline import run_report
+
+            run_report.after_failure(cfg, "run", error)
             raise error
     return predict(cfg, path, progress=progress, command="run"), trained

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 import time
 from pathlib import Path
 
@@ -168,3 +169,54 @@ def write(
         record=record is not None,
     )
     return dataclasses.replace(result, seconds=time.perf_counter() - t0)
+
+
+# What the commands call (train, run, predict) -------------------------------------------
+def run_ids(cfg: KeyclassConfig) -> set[str]:
+    """The pipeline's run ids so far (none without a metadata store)."""
+    if not cfg.metadata_path.is_file():
+        return set()
+    from keyclass.pipeline import metadata
+
+    return set(metadata.pipeline_run_ids(metadata.sqlite_connection(cfg.metadata_path), cfg.resolved_pipeline_name))
+
+
+def for_command(cfg: KeyclassConfig, command: str, **kwargs) -> str:
+    """Write a command's report; returns its path, or "" after saying on stderr why it
+    could not be written (the command's own result stands either way)."""
+    extra = {k: kwargs.pop(k) for k in ("prediction_path", "server", "model", "error") if k in kwargs}
+    try:
+        result = write(cfg, command=command, record=invocation(cfg, command, **extra), **kwargs)
+    except Exception as e:  # noqa: BLE001 - a report failure must not hide the run's result
+        print(f"keyclass: the report was not written: {type(e).__name__}: {e}", file=sys.stderr)
+        return ""
+    return str(result.path)
+
+
+def after_failure(cfg: KeyclassConfig, command: str, error: BaseException, runs_before: set[str] | None = None) -> None:
+    """A failed run's report, showing how far it got and why it stopped; written only
+    when a pipeline run started (not for an error before any work)."""
+    if runs_before is not None and not run_ids(cfg) - runs_before:
+        return
+    path = for_command(cfg, command, error=f"{type(error).__name__}: {error}")
+    if path:
+        print(f"keyclass: the run's report: {path}", file=sys.stderr)
+
+
+def for_prediction(cfg: KeyclassConfig, command: str, path: str, predictor) -> str:
+    """The report of a prediction: the results folder, the predictor that made it (for
+    the gallery's heatmaps), and the model's lineage when it is a local pushed model."""
+    model = {"name": getattr(predictor, "model_name", ""), "version": getattr(predictor, "version", None)}
+    if cfg.predict.server:
+        model["metadata"] = {"classes": list(predictor.classes)}
+    else:
+        model["path"] = getattr(predictor, "saved_model_dir", "")
+    return for_command(
+        cfg,
+        command,
+        results_dir=cfg.predict.results,
+        predictor=predictor,
+        prediction_path=str(Path(path).resolve()),
+        server=cfg.predict.server,
+        model=model,
+    )

@@ -34,6 +34,7 @@ ACCEPTS_ANY = {
     "train.cache_features": "a switch (its clash with train.augment is tested in test_config.py)",
     "train.shuffle_labels": "a switch (a test hook)",
     "predict.overwrite": "a switch (what it may replace is results_dir's rule, tested in test_results_dir.py)",
+    "predict.faithfulness": "a switch (off by default: it costs about 4 x steps forward passes per kept image)",
 }
 
 # Numbers for which zero has a meaning (the generic cases then skip zero).
