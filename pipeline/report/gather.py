@@ -236,6 +236,7 @@ class Calibration:
     trainer_figures: dict[str, str]  # file name -> path (reliability.png, risk_coverage.png)
     trainer_json: dict | None  # calibration.json
     selective: dict[str, Any]  # summary.json: coverage, selective_accuracy, ...
+    certification: dict | None  # summary.json "certification": where the bound comes from
     points: list[tuple[float, bool]]  # (confidence, correct) of labelled predictions
     threshold: float | None
 
@@ -759,15 +760,18 @@ def gather_calibration(
     selective: dict[str, Any] = {}
     points: list[tuple[float, bool]] = []
     threshold = None
+    certification = None
     if prediction is not None:
         selective = {k: prediction.summary[k] for k in SELECTIVE_KEYS if k in prediction.summary}
+        cert = prediction.summary.get("certification")
+        certification = cert if isinstance(cert, dict) else None
         threshold = prediction.threshold
         for r in prediction.records:
             if r.get("error") is None and r.get("truth") is not None and r.get("confidence") is not None:
                 points.append((float(r["confidence"]), r.get("class") == r["truth"]))
     if not block and not figures and not trainer_json and not selective and not points:
         return None
-    return Calibration(block, figures, trainer_json, selective, points, threshold)
+    return Calibration(block, figures, trainer_json, selective, certification, points, threshold)
 
 
 def _overlay_path(record: dict) -> str | None:

@@ -80,6 +80,8 @@ def test_data_training_gate_prediction_calibration_gallery(full):
     # Calibration from the model (keyclass.json) and the trainer's figures.
     assert "1.7" in html and "0.081" in html and "0.012" in html and "none certifiable" in html
     assert "threshold <b>0.985</b>, coverage 61.0%" in html
+    flat = " ".join(html.split())
+    assert "precision at least <b>71.0%</b> with 90.0% confidence, from 63 held-out images" in flat
     for name in ("reliability.png", "risk_coverage.png", "certified precision lower bound", "selective accuracy"):
         assert name in html
     # The gallery: correct, wrong (the confident mistake) and abstained, with scores.
