@@ -440,9 +440,7 @@ def _sample(line: dict, raw_uri: str, kept_by_url: dict[str, str]) -> Sample:
     if outcome == "kept":
         return Sample(image, line.get("split") or "")
     if reason == LABEL_ISSUE:
-        quality = line.get("label_quality")
-        q = f"label quality {quality:.2f}" if isinstance(quality, (int, float)) else ""
-        return Sample(image, f"given {line.get('keyword')} → suggested {line.get('suggested_class', '?')}", q)
+        return _label_issue_sample(line, image)
     if outcome == "duplicate":
         kept_sha = line.get("kept_sha256") or kept_by_url.get(line.get("detail") or "", "")
         bits = []
@@ -455,7 +453,28 @@ def _sample(line: dict, raw_uri: str, kept_by_url: dict[str, str]) -> Sample:
     note = (reason or outcome).replace("_", " ")
     if outcome == "failed" or image is None:
         return Sample(None, host, detail, note=note)
+    if reason == "balance":  # a good picture the class had too many of: nothing to say
+        return Sample(image, "", detail)
     return Sample(image, host, detail, note=f"{note}: no picture to show")
+
+
+def _label_issue_sample(line: dict, image: str | None) -> Sample:
+    """Curation's label issue: the class it was crawled for against the one the
+    classifier suggests, or, when they agree, the rule that flagged it (e.g. off_topic:
+    the picture is far from every class). Its ``detail`` starts with the rule."""
+    given, suggested = line.get("keyword") or "?", line.get("suggested_class") or ""
+    detail = str(line.get("detail") or "")
+    rule, sep, rest = detail.partition(":")
+    rule = rule if sep and " " not in rule else ""
+    if suggested and suggested != given:
+        caption = f"given {given} → suggested {suggested}"
+    else:
+        caption = f"{(rule or 'flagged').replace('_', ' ')}: given {given}"
+    quality = line.get("label_quality")
+    bits = [f"label quality {quality:.2f}"] if isinstance(quality, (int, float)) else []
+    if ";" in rest:  # the rule's own measure, e.g. "class distance 41.8 (off-topic beyond 39.3)"
+        bits.append(rest.split(";", 1)[1].strip())
+    return Sample(image, caption, " · ".join(bits))
 
 
 def _pick(lines: list[dict], reason: str, n: int) -> list[dict]:

@@ -102,7 +102,11 @@ def write_ledger_and_report(report_dir: Path, raw: Path, curation: bool = True) 
     add("square", "duplicate", "near_duplicate", detail=ledger[8]["source_url"], sha=near, **extra)
     if curation:
         wrong = _store(raw, jpeg(picture("square", 50)))
-        add("circle", "dropped", "label_issue", sha=wrong, label_quality=0.04, suggested_class="square")
+        detail = "mislabelled: label quality 0.040, looks like square"
+        add("circle", "dropped", "label_issue", detail=detail, sha=wrong, label_quality=0.04, suggested_class="square")
+        odd = _store(raw, jpeg(picture("square", 51)))
+        detail = "off_topic: label quality 0.962, looks like square; class distance 41.8 (off-topic beyond 39.3)"
+        add("square", "dropped", "label_issue", detail=detail, sha=odd, label_quality=0.962, suggested_class="square")
     report_dir.mkdir(parents=True, exist_ok=True)
     (report_dir / "ledger.jsonl").write_text("".join(json.dumps(r) + "\n" for r in ledger))
 
@@ -135,8 +139,22 @@ def write_ledger_and_report(report_dir: Path, raw: Path, curation: bool = True) 
             "mode": "embedding",
             "reason": "",
             "backbone": "efficientnet_lite0",
-            "near_duplicate": {"phash_distance": 10, "cosine": 0.95},
-            "label_issues": {"per_class": {"circle": 1, "square": 0}, "cap": 0.05, "cap_hit": []},
+            "weights": "imagenet",
+            "images_embedded": 19,
+            "near_duplicate": {
+                "rule": "phash_candidates_confirmed_by_embeddings",
+                "phash_bits": 64,
+                "candidate_distance": 20,
+                "min_cosine": 0.88,
+                "candidate_pairs": 4,
+                "confirmed_pairs": 1,
+            },
+            "label_issues": {
+                "per_class": {"circle": 1, "square": 1},
+                "cap": 0.3,
+                "cap_hit": [],
+                "by_rule": {"mislabelled": 1, "off_topic": 1},
+            },
         }
     (report_dir / "report.json").write_text(json.dumps(report, indent=2))
 

@@ -58,6 +58,9 @@ def test_the_funnel_shows_every_reason_with_its_samples(full):
         assert reason in html, reason
     assert "label_ok" in html  # curation's funnel stage, in its place
     assert "given circle → suggested square" in html and "label quality 0.04" in html
+    # An off-topic picture: the classifier agrees with its class, the rule flagged it.
+    assert "off topic: given square" in html and "class distance 41.8 (off-topic beyond 39.3)" in html
+    assert "1 of 4 candidate pairs confirmed (cosine ≥ 0.88" in html and "by rule: mislabelled 1, off topic 1" in html
     assert "pHash distance 3" in html and "cosine 0.981" in html
     # The near duplicate pair: both pictures, side by side, in one tile.
     pairs = [im for im in page.images if "pair" in im["ancestors"]]
