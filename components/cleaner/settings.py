@@ -22,6 +22,9 @@ class CleanConfig:
     near_duplicate_distance: int = 4
     balance: bool = True
     eval_fraction: float = 0.2
+    # Held out from training, early stopping and model choice: ECE and certified
+    # thresholds are measured on it (see components/calibration.py).
+    calibration_fraction: float = 0.2
     jpeg_quality: int = 95
     max_image_pixels: int = 64_000_000
     # Allowed relative deviation of a class's share from 1/K in the validation gate.
@@ -36,6 +39,12 @@ class CleanConfig:
         check_range(self.eval_fraction, 0, 1, f"{prefix}eval_fraction", open_low=True)
         if self.eval_fraction >= 1:
             raise ConfigError(f"{prefix}eval_fraction: must be below 1, got {self.eval_fraction}")
+        check_range(self.calibration_fraction, 0, 1, f"{prefix}calibration_fraction", open_low=True)
+        if self.eval_fraction + self.calibration_fraction >= 1:
+            raise ConfigError(
+                f"{prefix}calibration_fraction: eval_fraction + calibration_fraction must stay below 1 "
+                f"(leaving images to train on), got {self.eval_fraction} + {self.calibration_fraction}"
+            )
         if not 1 <= self.jpeg_quality <= 100:
             raise ConfigError(f"{prefix}jpeg_quality: must be between 1 and 100")
         check_positive(self.max_image_pixels, f"{prefix}max_image_pixels")
@@ -49,6 +58,7 @@ CLEANER_FIELDS = (
     "near_duplicate_distance",
     "balance",
     "eval_fraction",
+    "calibration_fraction",
     "jpeg_quality",
     "max_image_pixels",
 )
@@ -66,6 +76,7 @@ class CleanerSettings:
     near_duplicate_distance: int = CleanConfig.near_duplicate_distance
     balance: bool = CleanConfig.balance
     eval_fraction: float = CleanConfig.eval_fraction
+    calibration_fraction: float = CleanConfig.calibration_fraction
     jpeg_quality: int = CleanConfig.jpeg_quality
     max_image_pixels: int = CleanConfig.max_image_pixels
 
