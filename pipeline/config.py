@@ -74,6 +74,10 @@ class PredictConfig:
     """How `predict` and `run` score a folder."""
 
     threshold: float = 0.99
+    # Instead of a threshold: the lowest one certified for this precision (0 = off)
+    # at confidence_level, from the model's held-out calibration scores.
+    target_precision: float = 0.0
+    confidence_level: float = 0.9
     batch_size: int = 16
     # Segmentation: pixels whose upsampled heatmap >= fraction * max.
     segmentation_fraction: float = 0.5
@@ -292,6 +296,10 @@ def validate(cfg: KeyclassConfig) -> None:
     p = cfg.predict
     if not 0 < p.threshold <= 1:
         raise ConfigError(f"threshold: must be in (0, 1], got {p.threshold}")
+    if p.target_precision and not 0 < p.target_precision < 1:
+        raise ConfigError(f"target-precision: must be in (0, 1), e.g. 0.99, got {p.target_precision}")
+    if not 0 < p.confidence_level < 1:
+        raise ConfigError(f"confidence: must be in (0, 1), e.g. 0.9, got {p.confidence_level}")
     _positive(p.batch_size, "predict.batch_size")
     if not 0 < p.segmentation_fraction <= 1:
         raise ConfigError("predict.segmentation_fraction: must be in (0, 1]")
