@@ -28,6 +28,7 @@ def test_temperature_fitting_recovers_a_known_over_or_under_confidence(scale):
     logits, labels = _sampled(6000, 5, scale, seed=1)
     t = cal.fit_temperature(logits, labels)
     assert t == pytest.approx(scale, rel=0.08)
+    logits, labels = _sampled(20000, 5, scale, seed=2)  # fresh images from the same model
     conf_raw, conf = cal.softmax(logits).max(axis=1), cal.softmax(logits, t).max(axis=1)
     ok = logits.argmax(axis=1) == labels
     before, after = cal.ece(conf_raw, ok), cal.ece(conf, ok)
@@ -37,9 +38,12 @@ def test_temperature_fitting_recovers_a_known_over_or_under_confidence(scale):
 def test_temperature_fit_fails_loudly_and_stops_at_the_bound_when_separable():
     assert math.isnan(cal.fit_temperature(np.zeros((0, 3)), np.zeros(0)))
     assert math.isnan(cal.fit_temperature(np.array([[np.nan, 1.0]]), np.array([0])))
-    # Perfectly separated: the NLL keeps falling as T -> 0; the search ends at its bound.
+    # Perfectly separated: the NLL keeps falling as T -> 0. The maximum likelihood ends at
+    # the search's bound; the prior keeps a finite, modest sharpening.
     separable = np.array([[0.2, 0.0], [0.0, 0.3], [0.25, 0.0]])
-    assert cal.fit_temperature(separable, np.array([0, 1, 0])) == cal.TEMPERATURE_BOUNDS[0]
+    labels = np.array([0, 1, 0])
+    assert cal.fit_temperature(separable, labels, prior_sigma=None) == cal.TEMPERATURE_BOUNDS[0]
+    assert cal.TEMPERATURE_BOUNDS[0] < cal.fit_temperature(separable, labels) < 1.0
 
 
 # ECE, reliability, AURC ---------------------------------------------------------------------

@@ -63,7 +63,8 @@ def photos(tmp_path):
     return tmp_path / "photos"
 
 
-def _run(capsys, home, *argv):
+def _predict(capsys, home, photos, results, *argv):
+    argv = ["predict", "-c", "cat,dog", "-p", str(photos), "--results", str(results), *argv]
     code = main([*argv, "--home", str(home), "--no-progress"])
     out, err = capsys.readouterr()
     return code, out, err
@@ -71,19 +72,7 @@ def _run(capsys, home, *argv):
 
 def test_an_impossible_target_is_refused_with_what_it_would_take(capsys, home, photos, tmp_path):
     results = tmp_path / "results"
-    code, _, err = _run(
-        capsys,
-        home,
-        "predict",
-        "-c",
-        "cat,dog",
-        "-p",
-        str(photos),
-        "--results",
-        str(results),
-        "--target-precision",
-        "0.99",
-    )
+    code, _, err = _predict(capsys, home, photos, results, "--target-precision", "0.99")
     assert code == 2, err
     assert "cannot certify precision >= 99.00% at 90% confidence from the 70 held-out" in err
     assert "the best it can certify: precision >= 95.00%" in err and "coverage 85.7%" in err
@@ -94,19 +83,7 @@ def test_an_impossible_target_is_refused_with_what_it_would_take(capsys, home, p
 
 def test_a_certifiable_target_sets_the_threshold_and_the_summary_says_so(capsys, home, photos, tmp_path):
     results = tmp_path / "results"
-    code, out, err = _run(
-        capsys,
-        home,
-        "predict",
-        "-c",
-        "cat,dog",
-        "-p",
-        str(photos),
-        "--results",
-        str(results),
-        "--target-precision",
-        "0.95",
-    )
+    code, out, err = _predict(capsys, home, photos, results, "--target-precision", "0.95")
     assert code == 0, err
     summary = json.loads((results / "summary.json").read_text())
     assert summary["threshold"] == 0.81  # the grid point just above the 0.8 level with its errors
@@ -123,9 +100,7 @@ def test_a_certifiable_target_sets_the_threshold_and_the_summary_says_so(capsys,
 
 def test_any_threshold_reports_its_certified_lower_bound(capsys, home, photos, tmp_path):
     results = tmp_path / "results"
-    code, out, err = _run(
-        capsys, home, "predict", "-c", "cat,dog", "-p", str(photos), "--results", str(results), "-t", "0.5"
-    )
+    code, out, err = _predict(capsys, home, photos, results, "-t", "0.5")
     assert code == 0, err
     summary = json.loads((results / "summary.json").read_text())
     conf = np.r_[np.full(60, 0.999), np.full(10, 0.8)]
