@@ -239,8 +239,33 @@ def test_calibration_problems_are_named():
     assert "temperature" in cal.calibration_problem({**good, "temperature": None})
     assert "worse than before" in cal.calibration_problem({**good, "ece_after": 0.06})
     assert "no calibration record" in cal.calibration_problem(None)
+    # With the bootstrap bound: worse beyond noise is refused, within noise is not.
+    noisy = {**good, "ece_after": 0.06, "ece_change_lower_bound": -0.01}
+    assert cal.calibration_problem(noisy) is None
+    assert "by more than sampling noise" in cal.calibration_problem({**noisy, "ece_change_lower_bound": 0.004})
+
+
+def test_the_ece_change_bound_separates_real_harm_from_noise():
+    rng = np.random.default_rng(0)
+    conf = rng.uniform(0.4, 1.0, 2000)
+    ok = rng.random(2000) < conf  # calibrated
+    assert cal.ece_change_lower_bound(conf, conf, ok) == 0.0
+    sharper = 1 - (1 - conf) / 3  # over-confident: ECE up by about 0.2
+    assert cal.ece_change_lower_bound(conf, sharper, ok) > 0.1
+    jitter = np.clip(conf + rng.normal(0, 0.02, 2000), 0, 1)  # as good, numbers moved a little
+    assert cal.ece_change_lower_bound(conf, jitter, ok) < 0
 
 
 def test_grid_reaches_above_099():
     assert {0.99, 0.995, 0.999, 0.9999} <= set(cal.GRID.tolist())
     assert cal.GRID[0] == 0.0 and np.all(np.diff(cal.GRID) > 0)
+
+
+def test_the_temperature_part_is_a_stable_quarter_chosen_by_hash():
+    keys = [f"{i:064x}" for i in range(400)]
+    part = cal.temperature_part(keys)
+    assert part.sum() == 100
+    assert cal.temperature_part(keys[::-1])[::-1].tolist() == part.tolist()  # order does not matter
+    assert cal.temperature_part([f"{i:064x}" for i in range(4000)]).sum() == cal.TEMPERATURE_PART_CAP
+    assert cal.temperature_part(keys[:2]).tolist().count(True) == 1  # tiny: one of each
+    assert 0.1 < part[:200].mean() < 0.4  # spread, not the first quarter

@@ -24,7 +24,7 @@ class CleanConfig:
     eval_fraction: float = 0.2
     # Held out from training, early stopping and model choice: ECE and certified
     # thresholds are measured on it (see components/calibration.py).
-    calibration_fraction: float = 0.2
+    calibration_fraction: float = 0.25
     jpeg_quality: int = 95
     max_image_pixels: int = 64_000_000
     # Allowed relative deviation of a class's share from 1/K in the validation gate.

@@ -1,13 +1,14 @@
 """After training: fit the temperature, measure calibration, certify thresholds, and
 write the reports beside the training history.
 
-The temperature T is fitted on the eval split (held out from fitting; early stopping
-and the phase-2 choice used it, which can only bias T slightly). ECE before and after
-scaling, the risk-coverage curve and the certified thresholds are measured on the
-calibration split, which no training step, no early stopping, no model choice and no
-temperature fit has seen, so they are honest out-of-sample figures and the
-certificates hold (see :mod:`components.calibration`). The eval split's calibrated
-scores serve as the pilot that orders the fixed-sequence test.
+The calibration split (no training step, early stopping or phase-2 choice saw it) is
+cut by image hash (:func:`components.calibration.temperature_part`): a quarter, at most
+300 images, fits the temperature T; the rest measures ECE before and after scaling and
+the risk-coverage curve and certifies the thresholds, so those are honest
+out-of-sample figures and the certificates hold (see :mod:`components.calibration`).
+Not the eval split for T: early stopping chose the epoch by its NLL, which pins its
+best temperature near 1. The eval split and the temperature part, scored with T, are
+the pilot that orders the fixed-sequence test.
 
 Outputs in the Trainer's ``model_run_dir``: ``calibration.json`` (everything below),
 ``reliability.png`` (before and after scaling) and ``risk_coverage.png`` (the certified
@@ -32,16 +33,20 @@ RELIABILITY_PNG = "reliability.png"
 RISK_COVERAGE_PNG = "risk_coverage.png"
 
 
-def logits_and_labels(model: tf.keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
-    """(N,K) float32 logits and (N,) labels of a dataset of (pixels, labels) batches."""
+def logits_and_labels(model: tf.keras.Model, ds: tf.data.Dataset) -> tuple[np.ndarray, ...]:
+    """(N,K) float32 logits and (N,) labels of a dataset of (pixels, labels[, keys])
+    batches, plus the (N,) keys as text when the dataset has them."""
     forward = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
-    logits, labels = [], []
-    for x, y in ds:
+    logits, rest = [], []
+    for x, *others in ds:
         logits.append(forward(x).numpy())
-        labels.append(y.numpy())
+        rest.append([o.numpy() for o in others])
     if not logits:
-        return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    return np.concatenate(logits).astype(np.float32), np.concatenate(labels).astype(np.int64)
+        return np.zeros((0, 0), np.float32), *(np.zeros(0, np.int64) for _ in ds.element_spec[1:])
+    out = [np.concatenate(logits).astype(np.float32), np.concatenate([r[0] for r in rest]).astype(np.int64)]
+    if len(rest[0]) > 1:
+        out.append(np.array([k.decode() if isinstance(k, bytes) else str(k) for r in rest for k in r[1]]))
+    return tuple(out)
 
 
 def _scores(logits: np.ndarray, labels: np.ndarray, temperature: float) -> tuple[np.ndarray, np.ndarray]:
@@ -58,17 +63,27 @@ def calibrate(
     eval_labels: np.ndarray,
     cal_logits: np.ndarray,
     cal_labels: np.ndarray,
+    cal_keys: np.ndarray,
     *,
     targets: tuple[float, ...] = cal.STANDARD_TARGETS,
     confidence_level: float = cal.DEFAULT_CONFIDENCE,
 ) -> dict[str, Any]:
     """Everything the calibration step decides, as plain data: ``temperature``,
     ``block`` (the model metadata's ``calibration`` record) and ``report`` (for
-    ``calibration.json``), plus the score arrays the plots need."""
-    temperature = cal.fit_temperature(eval_logits, eval_labels)
+    ``calibration.json``), plus the score arrays the plots need. ``cal_keys`` are the
+    calibration images' hashes (they choose the temperature part)."""
+    fit = cal.temperature_part(list(cal_keys))
+    temperature = cal.fit_temperature(cal_logits[fit], cal_labels[fit])
+    fit_logits, fit_labels = cal_logits[fit], cal_labels[fit]
+    cal_logits, cal_labels = cal_logits[~fit], cal_labels[~fit]
     raw_conf, raw_ok = _scores(cal_logits, cal_labels, 1.0)
     conf, ok = _scores(cal_logits, cal_labels, temperature)
-    pilot_conf, pilot_ok = _scores(eval_logits, eval_labels, temperature)
+    pilot_conf, pilot_ok = (
+        np.concatenate(parts)
+        for parts in zip(
+            _scores(eval_logits, eval_labels, temperature), _scores(fit_logits, fit_labels, temperature), strict=True
+        )
+    )
     ece_before, ece_after = cal.ece(raw_conf, raw_ok), cal.ece(conf, ok)
     if not np.isfinite(temperature):
         ece_after = float("nan")
@@ -80,17 +95,25 @@ def calibrate(
         ece_before=ece_before,
         ece_after=ece_after,
         images=len(cal_labels),
+        temperature_images=len(fit_labels),
+        ece_change_bound=cal.ece_change_lower_bound(raw_conf, conf, ok, confidence_level)
+        if np.isfinite(temperature)
+        else None,
         certificates=certificates,
         confidence_level=confidence_level,
         scores={
             layout.CALIBRATION_SPLIT: cal.score_record(conf, ok),
-            layout.EVAL_SPLIT: cal.score_record(pilot_conf, pilot_ok),
+            cal.PILOT: cal.score_record(pilot_conf, pilot_ok),
         },
     )
     report = {
         "temperature": block["temperature"],
-        "fitted_on": {"split": layout.EVAL_SPLIT, "images": int(len(eval_labels))},
-        "measured_on": {"split": layout.CALIBRATION_SPLIT, "images": int(len(cal_labels))},
+        "fitted_on": {"split": f"{layout.CALIBRATION_SPLIT} (temperature part)", "images": int(len(fit_labels))},
+        "measured_on": {"split": f"{layout.CALIBRATION_SPLIT} (the rest)", "images": int(len(cal_labels))},
+        "pilot": {
+            "splits": [layout.EVAL_SPLIT, f"{layout.CALIBRATION_SPLIT} (temperature part)"],
+            "images": int(len(pilot_ok)),
+        },
         "ece_bins": cal.ECE_BINS,
         "ece_before": block["ece_before"],
         "ece_after": block["ece_after"],

@@ -111,7 +111,7 @@ def run_fn(fn_args: FnArgs) -> None:
     train.write_history(result, fn_args.model_run_dir)
 
     cal_files = sibling_split_files(fn_args.eval_files, cc.get(CALIBRATION_SPLIT_KEY, layout.CALIBRATION_SPLIT))
-    cal_ds = data.make_dataset(cal_files, image_size, tc.batch_size, training=False)
+    cal_ds = data.make_dataset(cal_files, image_size, tc.batch_size, training=False, with_keys=True)
     calibrated = calibrate.calibrate(
         *calibrate.logits_and_labels(clf.model, eval_ds), *calibrate.logits_and_labels(clf.model, cal_ds)
     )

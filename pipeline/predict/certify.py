@@ -71,7 +71,7 @@ def choose_threshold(
     """The threshold to apply; raises ConfigError when ``target_precision`` cannot be
     certified (or the model carries nothing to certify it with)."""
     held = cal.read_scores(block, layout.CALIBRATION_SPLIT)
-    pilot = cal.read_scores(block, layout.EVAL_SPLIT)
+    pilot = cal.read_scores(block, cal.PILOT)
     if target_precision:
         return _for_target(block, held, pilot, classes, target_precision, confidence)
     choice = ThresholdChoice(threshold, "threshold", confidence)
@@ -132,7 +132,10 @@ def _for_target(block, held, pilot, classes: int, target: float, confidence: flo
 
 def _no_scores(block: dict | None) -> str:
     if not block:
-        return "the model carries no calibration record (trained before calibration, or served without its metadata)"
+        return (
+            "the model carries no calibration record (trained before calibration, or served by TF Serving, "
+            "which does not serve assets.extra/keyclass.json: predict without --server where the model is stored)"
+        )
     return "the model's calibration record holds no held-out scores"
 
 

@@ -27,7 +27,7 @@ def test_exec_properties_round_trip_from_config():
     settings = spec.settings_from_exec_properties(props)
     assert settings == _settings()
     assert settings.min_width == 100 and settings.max_image_pixels == 64_000_000
-    assert settings.calibration_fraction == props[spec.CALIBRATION_FRACTION_KEY] == 0.2
+    assert settings.calibration_fraction == props[spec.CALIBRATION_FRACTION_KEY] == 0.25
 
 
 def test_bad_properties_are_named():

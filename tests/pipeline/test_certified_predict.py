@@ -43,7 +43,7 @@ def home(tmp_path_factory):
         ece_after=0.02,
         images=len(conf),
         certificates=certs,
-        scores={"calibration": held, "eval": pilot},
+        scores={"calibration": held, cal.PILOT: pilot},
     )
     clf = build_classifier("tiny", 32, CLASSES, weights="none", seed=2)
     path = os.path.join(home, "models", ClassList(CLASSES).model_name, "1700000000")

@@ -44,8 +44,10 @@ def _do(tmp_path, calibration: dict | None):
     return pushed, base
 
 
-def test_a_well_calibrated_blessed_model_is_pushed(tmp_path):
-    pushed, base = _do(tmp_path, GOOD)
+@pytest.mark.parametrize("calibration", [GOOD, {**GOOD, "ece_after": 0.07, "ece_change_lower_bound": -0.01}])
+def test_a_well_calibrated_blessed_model_is_pushed(tmp_path, calibration):
+    """Also when ECE after is higher by an amount the bootstrap says is sampling noise."""
+    pushed, base = _do(tmp_path, calibration)
     assert pushed.get_int_custom_property("pushed") == 1
     assert len(model_layout.version_dirs(str(base))) == 1
 
@@ -56,6 +58,7 @@ def test_a_well_calibrated_blessed_model_is_pushed(tmp_path):
         ({**GOOD, "temperature": float("nan")}, "temperature is not a finite positive number"),
         ({**GOOD, "temperature": None}, "temperature is not a finite positive number"),
         ({**GOOD, "ece_after": 0.07}, "ECE after temperature scaling (0.0700) is worse than before (0.0610)"),
+        ({**GOOD, "ece_after": 0.07, "ece_change_lower_bound": 0.002}, "by more than sampling noise"),
         (None, "no calibration record"),
     ],
 )

@@ -120,13 +120,15 @@ def test_run_fn_trains_both_phases_and_exports(records, tmp_path):
     assert {"temperature", "ece_before", "ece_after", "bins", "images", "confidence", "certified_thresholds"} <= set(
         block
     )
-    assert block["bins"] == 15 and block["images"] == 40 and block["confidence"] == 0.9
+    # A quarter of the 40 calibration images fits T, the other 30 measure and certify.
+    assert block["bins"] == 15 and block["images"] == 30 and block["temperature_images"] == 10
+    assert block["confidence"] == 0.9
     assert set(block["certified_thresholds"]) == {"0.95", "0.99", "0.995"}
     assert np.isclose(float(loaded.temperature.numpy()), block["temperature"], rtol=1e-6)
-    assert len(block["scores"]["calibration"]["confidence"]) == 40 and len(block["scores"]["eval"]["correct"]) == 40
+    assert len(block["scores"]["calibration"]["confidence"]) == 30 and len(block["scores"]["pilot"]["correct"]) == 50
     report = json.loads((tmp_path / "run" / "calibration.json").read_text())
-    assert report["fitted_on"] == {"split": "eval", "images": 40}
-    assert report["measured_on"] == {"split": "calibration", "images": 40}
+    assert report["fitted_on"] == {"split": "calibration (temperature part)", "images": 10}
+    assert report["measured_on"] == {"split": "calibration (the rest)", "images": 30}
     assert report["ece_before"] == block["ece_before"] and report["ece_after"] == block["ece_after"]
     for png in ("reliability.png", "risk_coverage.png"):
         assert (tmp_path / "run" / png).stat().st_size > 1000, png
