@@ -145,7 +145,7 @@ def gate(logits: np.ndarray, labels: np.ndarray, sizes: tuple[int, ...] = (400, 
     after = cal.ece(cal.softmax(logits, t_all).max(1), ok_all)
     print(f"  push gate (all {len(labels)} held-out images: ECE {before:.2%} -> {after:.2%} at T = {t_all:.3f}):")
     rng = np.random.default_rng(0)
-    for m in sizes:
+    for m in (m for m in sizes if m <= len(labels)):
         literal = bounded = 0
         for _ in range(rounds):
             idx = rng.choice(len(labels), m, replace=False)
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--confidence", type=float, default=cal.DEFAULT_CONFIDENCE)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--demo-sizes", default="72,24,24,300", help="per class: train,eval,calibration,pool")
-    p.add_argument("--hard-sizes", default="120,100,100,500", help="per class: train,eval,calibration,pool")
+    p.add_argument("--hard-sizes", default="120,100,100,1000", help="per class: train,eval,calibration,pool")
     p.add_argument("--targets", default="0.95,0.99")
     p.add_argument("--save", help="save the logits to NAME-<set>.npz (reuse them with --load)")
     p.add_argument("--load", help="read the logits from NAME-<set>.npz instead of training")

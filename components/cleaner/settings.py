@@ -8,9 +8,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from keyclass.components.classes import parse_classes
-from keyclass.components.errors import ConfigError, check_non_negative, check_positive, check_range
+from keyclass.components.errors import ConfigError, check_int, check_range
 
 MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIDE = 10_000  # a minimum side above this would drop every photo
+MAX_PIXELS_CAP = 1_000_000_000  # a gigapixel: larger caps only invite decompression bombs
 
 
 @dataclasses.dataclass
@@ -32,10 +34,9 @@ class CleanConfig:
 
     def validate(self, prefix: str = "clean.") -> None:
         """Refuse cleaning settings that cannot work, naming each."""
-        check_positive(self.min_width, f"{prefix}min_width")
-        check_positive(self.min_height, f"{prefix}min_height")
-        if not 0 <= self.near_duplicate_distance <= 32:
-            raise ConfigError(f"{prefix}near_duplicate_distance: must be between 0 and 32 bits")
+        check_int(self.min_width, 1, MAX_IMAGE_SIDE, f"{prefix}min_width")
+        check_int(self.min_height, 1, MAX_IMAGE_SIDE, f"{prefix}min_height")
+        check_int(self.near_duplicate_distance, 0, 32, f"{prefix}near_duplicate_distance")
         check_range(self.eval_fraction, 0, 1, f"{prefix}eval_fraction", open_low=True)
         if self.eval_fraction >= 1:
             raise ConfigError(f"{prefix}eval_fraction: must be below 1, got {self.eval_fraction}")
@@ -45,10 +46,10 @@ class CleanConfig:
                 f"{prefix}calibration_fraction: eval_fraction + calibration_fraction must stay below 1 "
                 f"(leaving images to train on), got {self.eval_fraction} + {self.calibration_fraction}"
             )
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ConfigError(f"{prefix}jpeg_quality: must be between 1 and 100")
-        check_positive(self.max_image_pixels, f"{prefix}max_image_pixels")
-        check_non_negative(self.balance_tolerance, f"{prefix}balance_tolerance")
+        check_int(self.jpeg_quality, 1, 100, f"{prefix}jpeg_quality")
+        check_int(self.max_image_pixels, 1, MAX_PIXELS_CAP, f"{prefix}max_image_pixels")
+        # A class's share may deviate from 1/K by this fraction of 1/K: above 1 it has no lower bound.
+        check_range(self.balance_tolerance, 0, 1, f"{prefix}balance_tolerance")
 
 
 # The CleanConfig fields the cleaner itself uses (balance_tolerance is the gate's).

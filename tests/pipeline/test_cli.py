@@ -36,8 +36,14 @@ def home(tmp_path, monkeypatch):
             ["run", "-c", "cat,dog", "-p", ".", "--set", "predict.threshold=0.9", "--target-precision", "0.99"],
             "give one",
         ),
-        (["predict", "-c", "cat,dog", "-p", ".", "--target-precision", "1"], "target-precision: must be in (0, 1)"),
-        (["predict", "-c", "cat,dog", "-p", ".", "--target-precision", "0.99", "--confidence", "1"], "confidence"),
+        (
+            ["predict", "-c", "cat,dog", "-p", ".", "--target-precision", "1"],
+            "predict.target_precision: must be below 1",
+        ),
+        (
+            ["predict", "-c", "cat,dog", "-p", ".", "--target-precision", "0.99", "--confidence", "1"],
+            "predict.confidence_level",
+        ),
         (["train", "-c", "cat,dog", "--set", "train.max_epochs"], "KEY=VALUE"),
     ],
 )
