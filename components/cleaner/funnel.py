@@ -132,7 +132,7 @@ def decide(
     near_duplicate_distance: int,
     balance: bool,
     eval_fraction: float,
-    calibration_fraction: float = 0.0,
+    calibration_fraction: float,
 ) -> list[Decision]:
     """One decision per record, in record order (see the module docstring for the rules)."""
     labels = ClassList(classes).labels()
