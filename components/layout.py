@@ -28,9 +28,10 @@ LEDGER = "ledger.jsonl"  # one line per manifest record: outcome, reason, split
 REPORT = "report.json"  # the per-class funnel
 OUTCOMES = ("kept", "dropped", "duplicate", "ambiguous", "failed")
 
-# Examples (ImageCleaner output, TFX layout Split-train / Split-eval) ------------------
-TRAIN_SPLIT = "train"
-EVAL_SPLIT = "eval"
+# Examples (ImageCleaner output, TFX layout Split-train / Split-eval / Split-calibration) -
+TRAIN_SPLIT = "train"  # fitting
+EVAL_SPLIT = "eval"  # early stopping, the phase-2 choice, the temperature, the Evaluator gate
+CALIBRATION_SPLIT = "calibration"  # held out from all of that: ECE and certified thresholds
 F_IMAGE = "image/encoded"
 F_FORMAT = "image/format"
 F_LABEL = "label"
@@ -41,3 +42,9 @@ F_PHASH = "image/phash"
 F_ORIG_WIDTH = "image/original_width"
 F_ORIG_HEIGHT = "image/original_height"
 F_ORIG_FORMAT = "image/original_format"
+
+# Trainer outputs beside the model (its ModelRun artifact, fn_args.model_run_dir) ---------
+HISTORY_JSON = "history.json"  # both phases' curves, the kept phase
+CALIBRATION_JSON = "calibration.json"  # temperature, ECE, reliability bins, certificates
+RELIABILITY_PNG = "reliability.png"  # before and after temperature scaling
+RISK_COVERAGE_PNG = "risk_coverage.png"  # with the certified thresholds

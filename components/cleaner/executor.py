@@ -47,7 +47,7 @@ def read_manifest(raw_uri: str) -> list[funnel.Record]:
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Cleans a RawImages artifact into train/eval Examples and a CleaningReport."""
+    """Cleans a RawImages artifact into train/eval/calibration Examples and a CleaningReport."""
 
     def _runs_locally(self) -> bool:
         """Beam's DirectRunner (the default): workers share this machine's disk."""

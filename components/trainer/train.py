@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 from tfx.dsl.io import fileio
 
+from keyclass.components import layout
 from keyclass.components.trainer.model import Classifier, set_backbone_trainable
 
 
@@ -240,7 +241,7 @@ def write_history(result: TrainResult, out_dir: str) -> list[str]:
     import matplotlib.pyplot as plt
 
     fileio.makedirs(out_dir)
-    json_path = os.path.join(out_dir, "history.json")
+    json_path = os.path.join(out_dir, layout.HISTORY_JSON)
     with fileio.open(json_path, "w") as f:
         f.write(json.dumps(result.to_dict(), indent=2))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))

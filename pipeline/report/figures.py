@@ -2,18 +2,19 @@
 
 Each function takes plain data (what :mod:`gather` returns) and gives one figure. They
 use matplotlib's object API with the Agg canvas, never pyplot, so drawing a report
-changes no global matplotlib state. The arithmetic behind the calibration charts
-(:func:`reliability_bins`, :func:`risk_coverage`) is plain and tested on its own.
+changes no global matplotlib state. The calibration charts use the arithmetic of
+:mod:`keyclass.components.calibration` (the same bins and curve the trainer and
+``predict`` compute).
 """
 
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Sequence
 
 import numpy as np
 
+from keyclass.components import calibration as cal
 from keyclass.pipeline.report.thumbs import png_uri
 
 # One palette for the whole report (the template's CSS uses the same values).
@@ -89,36 +90,8 @@ def training_curves(history: dict) -> str:
     return _png(fig)
 
 
-def reliability_bins(points: Sequence[tuple[float, bool]], bins: int = 15) -> tuple[list[dict], float]:
-    """Equal-width confidence bins: count, mean confidence and accuracy per bin, and the
-    expected calibration error (the count-weighted mean gap)."""
-    if not points:
-        return [], math.nan
-    conf = np.array([p[0] for p in points], dtype=np.float64)
-    correct = np.array([p[1] for p in points], dtype=np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    rows, ece = [], 0.0
-    for b in range(bins):
-        sel = idx == b
-        n = int(sel.sum())
-        row = {"lo": float(edges[b]), "hi": float(edges[b + 1]), "count": n}
-        if n:
-            row.update(confidence=float(conf[sel].mean()), accuracy=float(correct[sel].mean()))
-            ece += n / len(conf) * abs(row["accuracy"] - row["confidence"])
-        rows.append(row)
-    return rows, float(ece)
-
-
-def risk_coverage(points: Sequence[tuple[float, bool]]) -> tuple[np.ndarray, np.ndarray]:
-    """Coverage and selective risk (error rate among those kept) when keeping the k most
-    confident predictions, for k = 1..n."""
-    if not points:
-        return np.zeros(0), np.zeros(0)
-    order = sorted(points, key=lambda p: -p[0])
-    wrong = np.cumsum([0.0 if c else 1.0 for _, c in order])
-    k = np.arange(1, len(order) + 1)
-    return k / len(order), wrong / k
+def _arrays(points: Sequence[tuple[float, bool]]) -> tuple[np.ndarray, np.ndarray]:
+    return np.array([p[0] for p in points], dtype=np.float64), np.array([p[1] for p in points], dtype=bool)
 
 
 def at_threshold(points: Sequence[tuple[float, bool]], threshold: float) -> tuple[float, float | None]:
@@ -129,20 +102,20 @@ def at_threshold(points: Sequence[tuple[float, bool]], threshold: float) -> tupl
     return len(kept) / len(points), (1 - sum(kept) / len(kept)) if kept else None
 
 
-def reliability_diagram(points: Sequence[tuple[float, bool]], bins: int = 15) -> str:
+def reliability_diagram(points: Sequence[tuple[float, bool]], bins: int = cal.ECE_BINS) -> str:
     """Accuracy against confidence per bin (bars) beside the diagonal; the gap is the
     miscalibration. Bar width shows each bin's share of the predictions."""
-    rows, ece = reliability_bins(points, bins)
+    conf, ok = _arrays(points)
+    rows, ece = cal.reliability(conf, ok, bins), cal.ece(conf, ok, bins)
     fig, (ax,) = _figure(3.6, 3.2)
     ax.plot([0, 1], [0, 1], color=MUTED, linewidth=1, linestyle="--")
-    total = max(1, sum(r["count"] for r in rows))
+    total = max(1, sum(r.count for r in rows))
     for r in rows:
-        if not r["count"]:
+        if not r.count:
             continue
-        width = (r["hi"] - r["lo"]) * (0.35 + 0.65 * min(1.0, 6 * r["count"] / total))
-        centre = (r["lo"] + r["hi"]) / 2
-        ax.bar(centre, r["accuracy"], width=width, color=BLUE, alpha=0.85)
-        ax.plot([r["lo"], r["hi"]], [r["confidence"]] * 2, color=ORANGE, linewidth=1.4)
+        width = (r.high - r.low) * (0.35 + 0.65 * min(1.0, 6 * r.count / total))
+        ax.bar((r.low + r.high) / 2, r.accuracy, width=width, color=BLUE, alpha=0.85)
+        ax.plot([r.low, r.high], [r.confidence] * 2, color=ORANGE, linewidth=1.4)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("confidence", fontsize=8, color=INK)
@@ -153,7 +126,7 @@ def reliability_diagram(points: Sequence[tuple[float, bool]], bins: int = 15) ->
 
 def risk_coverage_curve(points: Sequence[tuple[float, bool]], threshold: float | None) -> str:
     """Selective risk against coverage, the chosen threshold's operating point marked."""
-    cov, risk = risk_coverage(points)
+    cov, risk = cal.risk_coverage(*_arrays(points))
     fig, (ax,) = _figure(3.6, 3.2)
     ax.plot(cov, risk, color=BLUE, linewidth=1.8)
     title = "risk–coverage"

@@ -43,10 +43,8 @@ RUN_FILE = "run.json"  # what a command records beside its report (config, model
 REPORT_FILE = "report.html"
 SAMPLES_PER_REASON = 6
 GALLERY_PER_CELL = 3
-# Files the calibration issue writes beside history.json (COMMON.md).
-HISTORY_JSON = "history.json"
-CALIBRATION_FIGURES = ("reliability.png", "risk_coverage.png")
-CALIBRATION_JSON = "calibration.json"
+# The trainer's figures of calibration, beside history.json (COMMON.md).
+CALIBRATION_FIGURES = (layout.RELIABILITY_PNG, layout.RISK_COVERAGE_PNG)
 # Reasons from the curation issue (COMMON.md) that get their own layout.
 LABEL_ISSUE = "label_issue"
 DUPLICATE_REASONS = ("near_duplicate", "exact_duplicate")
@@ -632,7 +630,7 @@ def gather_training(model_run_uri: str) -> Training | None:
     """Both phases' histories (history.json) and which one was kept, and why."""
     if not model_run_uri:
         return None
-    history = read_json(os.path.join(model_run_uri, HISTORY_JSON))
+    history = read_json(os.path.join(model_run_uri, layout.HISTORY_JSON))
     if not isinstance(history, dict) or "phase1" not in history:
         return None
     phases = []
@@ -775,7 +773,7 @@ def gather_calibration(
             for n in CALIBRATION_FIGURES
             if os.path.isfile(os.path.join(model_run_uri, n))
         }
-        trainer_json = read_json(os.path.join(model_run_uri, CALIBRATION_JSON))
+        trainer_json = read_json(os.path.join(model_run_uri, layout.CALIBRATION_JSON))
     selective: dict[str, Any] = {}
     points: list[tuple[float, bool]] = []
     threshold = None

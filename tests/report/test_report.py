@@ -237,21 +237,10 @@ def test_a_missing_raw_file_becomes_a_placeholder_tile(tmp_path):
     assert 'class="ph"' in html and page.h2 == HEADERS
 
 
-def test_reliability_bins_and_ece_on_a_hand_made_case():
-    # Two bins used: 0.9 (3 right of 4 -> gap 0.15) and 0.6 (1 right of 2 -> gap 0.1).
-    points = [(0.9, True), (0.9, True), (0.9, True), (0.9, False), (0.6, True), (0.6, False)]
-    rows, ece = figures.reliability_bins(points, bins=10)
-    used = [r for r in rows if r["count"]]
-    assert [(r["count"], r["accuracy"]) for r in used] == [(2, 0.5), (4, 0.75)]
-    assert ece == pytest.approx(4 / 6 * 0.15 + 2 / 6 * 0.1)
-
-
-def test_risk_coverage_on_a_hand_made_case():
+def test_the_threshold_point_on_the_risk_coverage_curve():
     points = [(0.99, True), (0.95, False), (0.9, True), (0.5, False)]
-    cov, risk = figures.risk_coverage(points)
-    assert cov.tolist() == [0.25, 0.5, 0.75, 1.0]
-    assert risk.tolist() == pytest.approx([0.0, 0.5, 1 / 3, 0.5])
     assert figures.at_threshold(points, 0.92) == (0.5, 0.5)
+    assert figures.at_threshold(points, 0.9) == (0.75, pytest.approx(1 / 3))
     assert figures.at_threshold(points, 0.999) == (0.0, None)
 
 

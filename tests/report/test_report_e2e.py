@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from keyclass.pipeline import metadata
+from keyclass.pipeline import metadata, store
 from keyclass.pipeline.cli import main
 from keyclass.pipeline.config import load_config
 from keyclass.pipeline.report import gather
@@ -127,8 +127,6 @@ def test_run_writes_a_report_with_every_section_from_real_outputs(ran):
     html = html_lib.unescape(raw)
     page = Page(raw)
     assert page.h2 == HEADERS
-    # Before the calibration issue lands the model has no calibration block; the
-    # report says so, and still checks the confidences of the labelled predictions.
     missing = " ".join(page.missing)
     for absent in (
         "no pipeline run",
@@ -136,9 +134,20 @@ def test_run_writes_a_report_with_every_section_from_real_outputs(ran):
         "no prediction in",
         "no predictions to explain",
         "no faithfulness",
+        "carries no calibration",
     ):
         assert absent not in missing, absent
-    assert "Reliability on these predictions" in html
+    # Calibration, from the real outputs: the model's block, the trainer's figures, the
+    # selective figures of summary.json, and raw beside calibrated confidences.
+    cfg0 = load_config(str(config), {"crawl.classes": "circle,square"})
+    model = store.find_model(cfg0.models_dir, cfg0.classes)
+    block = model.metadata["calibration"]
+    assert f"{block['temperature']:.4g}" in html and "ECE before → after" in html
+    for name in ("reliability.png", "risk_coverage.png"):
+        assert f"{name} (held-out calibration split, at training)" in html
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["coverage"] is not None and "coverage" in html and "selective accuracy" in html
+    assert "Reliability on these predictions" in html and "raw " in html
     # Lineage: the run that pushed the model, from ML Metadata.
     cfg = load_config(str(config), {"crawl.classes": "circle,square"})
     conn = metadata.sqlite_connection(cfg.metadata_path)
