@@ -170,6 +170,16 @@ def test_missing_parts_say_so(tmp_path):
     assert "this run did not train" in text and "did not evaluate a model" in text
 
 
+def test_a_training_run_with_a_calibrated_model_and_no_predictions(tmp_path):
+    """Calibration from the model and the trainer alone: no charts of predictions."""
+    kwargs = fixtures.full_run(tmp_path)
+    _, html = _write(tmp_path, **{**kwargs, "results_dir": "", "command": "train"})
+    page = Page(html)
+    assert page.h2 == HEADERS and "reliability.png (held-out calibration split" in html
+    assert "Reliability on these predictions" not in html
+    assert "the reliability diagram and risk–coverage curve of this run need known true labels" in html
+
+
 def test_predictions_without_calibration_or_faithfulness_say_so(tmp_path):
     kwargs = fixtures.full_run(tmp_path, calibration=False, faithfulness=False)
     _, html = _write(tmp_path, **kwargs)

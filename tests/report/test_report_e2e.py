@@ -254,9 +254,10 @@ def test_train_prints_its_report_and_a_cached_run_says_so(ran, capsys):
     """A second ``train`` with the same settings reuses every step from the cache."""
     tmp, home, config, _, _ = ran
     rc = main(["train", "-c", "circle,square", "--config", str(config), "--set", "train.max_epochs=3"])
-    out = capsys.readouterr().out
-    assert rc == 0, out
-    path = _printed_report(out)
+    captured = capsys.readouterr()
+    assert rc == 0, captured
+    assert "report:" in captured.out, captured.err[-3000:]
+    path = _printed_report(captured.out)
     assert path.is_file() and path.parent.parent.parent == home / "reports"
     html = html_lib.unescape(path.read_text())
     assert re.search(r"complete \(\d+ of \d+ steps reused from the cache\)", html)
