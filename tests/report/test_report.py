@@ -91,7 +91,8 @@ def test_data_training_gate_prediction_calibration_gallery(full):
     assert "most confident correct" in html and "most confident wrong" in html and "abstained" in html
     assert "truly circle" in html  # circle/5.jpg predicted square
     assert "raw 0.9" in html  # calibration's raw_confidence beside the confidence
-    assert html.count('class="fa"') == 8  # every kept prediction shows its faithfulness
+    assert html.count('class="fa" title=') == 8  # every kept prediction shows its faithfulness
+    assert html.count("not scored: only kept predictions are") == 4  # the abstained ones say so
     assert "Faithfulness over 8 kept predictions" in html
     gallery_imgs = [im for im in page.images if "gcard" in im["ancestors"]]
     assert len(gallery_imgs) >= 10
