@@ -126,3 +126,18 @@ def test_imbalance_is_refused(tmp_path):
     verdict = rules.judge({}, {"train": skewed}, CLASSES, balance_tolerance=0.2, min_images_per_class=1)
     assert not verdict.ok
     assert any("'circle' holds 75.0%" in p for p in verdict.problems), json.dumps(verdict.problems)
+
+
+def test_small_splits_get_no_image_domain_so_tfdv_has_nothing_to_warn_about(tmp_path, capfd):
+    small = _stats(_write(str(tmp_path / "small.tfrecord"), _examples({0: 5, 1: 5})))
+    assert not rules.has_image_stats(small)
+    with_domain = rules.curate_schema(tfdv.infer_schema(small), CLASSES)
+    without = rules.curate_schema(tfdv.infer_schema(small), CLASSES, image_stats=False)
+    feats = {f.name: f for f in without.feature}
+    assert not feats[layout.F_IMAGE].HasField("image_domain")
+    capfd.readouterr()
+    tfdv.validate_statistics(small, with_domain)
+    # TFDV's C++ logs a warning (absl, straight to fd 2) for a domain it cannot check.
+    assert "image_domain" in capfd.readouterr().err
+    assert dict(tfdv.validate_statistics(small, without).anomaly_info) == {}
+    assert "image_domain" not in capfd.readouterr().err
