@@ -26,6 +26,11 @@ class CleanConfig:
     max_image_pixels: int = 64_000_000
     # Allowed relative deviation of a class's share from 1/K in the validation gate.
     balance_tolerance: float = 0.2
+    # On Beam's DirectRunner, jobs of up to this many stored files decode in threads of
+    # the executor's process (Pillow releases the GIL), larger ones in the configured
+    # running mode (worker processes: seconds to start each, paid back only on large
+    # jobs). 0: always the configured mode. See executor.direct_running_args.
+    direct_threads_up_to: int = 20_000
 
     def validate(self, prefix: str = "clean.") -> None:
         """Refuse cleaning settings that cannot work, naming each."""
@@ -40,6 +45,10 @@ class CleanConfig:
             raise ConfigError(f"{prefix}jpeg_quality: must be between 1 and 100")
         check_positive(self.max_image_pixels, f"{prefix}max_image_pixels")
         check_non_negative(self.balance_tolerance, f"{prefix}balance_tolerance")
+        if not isinstance(self.direct_threads_up_to, int) or self.direct_threads_up_to < 0:
+            raise ConfigError(
+                f"{prefix}direct_threads_up_to: must be a whole number >= 0, got {self.direct_threads_up_to!r}"
+            )
 
 
 # The CleanConfig fields the cleaner itself uses (balance_tolerance is the gate's).
@@ -51,6 +60,7 @@ CLEANER_FIELDS = (
     "eval_fraction",
     "jpeg_quality",
     "max_image_pixels",
+    "direct_threads_up_to",
 )
 
 
@@ -68,6 +78,7 @@ class CleanerSettings:
     eval_fraction: float = CleanConfig.eval_fraction
     jpeg_quality: int = CleanConfig.jpeg_quality
     max_image_pixels: int = CleanConfig.max_image_pixels
+    direct_threads_up_to: int = CleanConfig.direct_threads_up_to
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(parse_classes(list(self.classes))))

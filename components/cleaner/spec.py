@@ -34,6 +34,7 @@ BALANCE_KEY = "balance"
 EVAL_FRACTION_KEY = "eval_fraction"
 JPEG_QUALITY_KEY = "jpeg_quality"
 MAX_IMAGE_PIXELS_KEY = "max_image_pixels"
+DIRECT_THREADS_UP_TO_KEY = "direct_threads_up_to"
 
 PARAMETER_TYPES: dict[str, type] = {
     CLASSES_KEY: str,
@@ -45,6 +46,7 @@ PARAMETER_TYPES: dict[str, type] = {
     EVAL_FRACTION_KEY: float,
     JPEG_QUALITY_KEY: int,
     MAX_IMAGE_PIXELS_KEY: int,
+    DIRECT_THREADS_UP_TO_KEY: int,
 }
 
 
@@ -70,6 +72,7 @@ def exec_properties(settings: CleanerSettings) -> dict[str, Any]:
         EVAL_FRACTION_KEY: float(settings.eval_fraction),
         JPEG_QUALITY_KEY: settings.jpeg_quality,
         MAX_IMAGE_PIXELS_KEY: settings.max_image_pixels,
+        DIRECT_THREADS_UP_TO_KEY: settings.direct_threads_up_to,
     }
 
 
@@ -92,6 +95,7 @@ def settings_from_exec_properties(props: dict[str, Any]) -> CleanerSettings:
         eval_fraction=float(props[EVAL_FRACTION_KEY]),
         jpeg_quality=int(props[JPEG_QUALITY_KEY]),
         max_image_pixels=int(props[MAX_IMAGE_PIXELS_KEY]),
+        direct_threads_up_to=int(props[DIRECT_THREADS_UP_TO_KEY]),
     )
 
 
