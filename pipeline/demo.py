@@ -9,6 +9,7 @@ accuracy table and leaves the Grad-CAM result images in the results folder.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -67,6 +68,8 @@ def run_demo(
 ) -> int:
     """Run the demo; returns the process exit code."""
     t0 = time.perf_counter()
+    # Every setting checked before any work (the engine's address is known only later).
+    demo_config(copy.deepcopy(cfg), "http://127.0.0.1/images/async", per_class, results, set(user_keys))
     test_dir = write_test_folder(Path(results).parent / "test-images", test_per_class)
     with DemoSearchEngine(classes=demo_images.DEMO_CLASSES, images_per_class=per_class) as engine:
         cfg = demo_config(cfg, engine.search_url, per_class, results, set(user_keys))
