@@ -67,7 +67,7 @@ def ValidationGate(
     """Raise DatasetRejected (stopping the pipeline) unless the dataset is fit to train."""
     stats = _read_per_split(statistics, STATS_FILE, statistics_pb2.DatasetFeatureStatisticsList)
     undecodable = {}
-    if not _image_stats_everywhere(stats):  # the curated schema has no image domain
+    if not _image_stats_everywhere(stats):  # TFDV checks no image (see rules.curate_schema)
         for split in stats:
             files = fileio.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
             undecodable[split] = rules.undecodable_images(files)

@@ -128,16 +128,20 @@ def test_imbalance_is_refused(tmp_path):
     assert any("'circle' holds 75.0%" in p for p in verdict.problems), json.dumps(verdict.problems)
 
 
-def test_small_splits_get_no_image_domain_so_tfdv_has_nothing_to_warn_about(tmp_path, capfd):
+def test_small_splits_leave_tfdv_nothing_to_warn_about(tmp_path, capfd):
     small = _stats(_write(str(tmp_path / "small.tfrecord"), _examples({0: 5, 1: 5})))
-    assert not rules.has_image_stats(small)
-    with_domain = rules.curate_schema(tfdv.infer_schema(small), CLASSES)
-    without = rules.curate_schema(tfdv.infer_schema(small), CLASSES, image_stats=False)
-    feats = {f.name: f for f in without.feature}
-    assert not feats[layout.F_IMAGE].HasField("image_domain")
+    big = _stats(_write(str(tmp_path / "big.tfrecord"), _examples({0: 60, 1: 60})))
+    assert not rules.has_image_stats(small) and rules.has_image_stats(big)
+    checked = rules.curate_schema(tfdv.infer_schema(big), CLASSES)
+    unchecked = rules.curate_schema(tfdv.infer_schema(big), CLASSES, image_stats=False)
+    image = next(f for f in unchecked.feature if f.name == layout.F_IMAGE)
+    assert image.HasField("image_domain") and not image.image_domain.HasField("minimum_supported_image_fraction")
     capfd.readouterr()
-    tfdv.validate_statistics(small, with_domain)
-    # TFDV's C++ logs a warning (absl, straight to fd 2) for a domain it cannot check.
+    tfdv.validate_statistics(small, checked)
+    # TFDV's C++ logs a warning (absl, straight to fd 2) for a fraction it cannot check.
     assert "image_domain" in capfd.readouterr().err
-    assert dict(tfdv.validate_statistics(small, without).anomaly_info) == {}
+    # Without the fraction: nothing to warn about on a small split, and a split that has
+    # image statistics (train beside a small eval) is no anomaly either.
+    for stats in (small, big):
+        assert dict(tfdv.validate_statistics(stats, unchecked).anomaly_info) == {}
     assert "image_domain" not in capfd.readouterr().err
