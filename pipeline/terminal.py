@@ -45,6 +45,7 @@ GOOGLE_CLIENT_WARNINGS = (
 RUNNING = "Component %s is running."
 FINISHED = "Component %s is finished."
 CACHED = "A cached execution %d is used."
+EXECUTION_FAILED = "Execution %d failed."
 
 
 def verbosity(verbose: int, quiet: bool) -> int:
@@ -94,6 +95,7 @@ def session(level: int, bars: bool | None = None) -> Iterator[None]:
                 warnings.filterwarnings(action, message=message, category=FutureWarning)
             handler.setLevel(logging.ERROR)
             handler.setFormatter(_PlainFormatter())
+            handler.addFilter(_Restated())
             root.setLevel(logging.WARNING)
         else:
             handler.setLevel(logging.DEBUG if level > progress.VERBOSE else logging.INFO)
@@ -126,44 +128,50 @@ def _stage_line(name: str, seconds: float, note: str = "") -> str:
 class StageLines(logging.Handler):
     """One line per stage, with its time, from the runner's announcements.
 
-    ``stages`` is ``[(stage, [node ids])]`` in pipeline order; a stage's line is printed
-    when the last of its nodes has finished (``cached`` when every node was a cache hit).
+    ``stages`` is ``[(stage, [node ids])]`` in pipeline order. A stage's time is the sum
+    of its nodes' (a resolver may run long before the Evaluator it feeds); its line is
+    printed when the last of its nodes has finished, ``cached`` when every node was a
+    cache hit.
     """
 
     def __init__(self, stages: Sequence[tuple[str, Sequence[str]]]):
         super().__init__(logging.INFO)
         self._stage_of = {node: name for name, nodes in stages for node in nodes}
         self._pending = {name: set(nodes) for name, nodes in stages}
-        self._cached: dict[str, set[str]] = {name: set() for name, _ in stages}
-        self._started: dict[str, float] = {}
+        self._cached: dict[str, int] = {name: 0 for name, _ in stages}
+        self._seconds: dict[str, float] = {name: 0.0 for name, _ in stages}
         self._node: str | None = None
+        self._node_started = 0.0
 
     def emit(self, record: logging.LogRecord) -> None:
         args = record.args if isinstance(record.args, tuple) else ()
-        if record.msg == RUNNING and args:
-            self._node = str(args[0])
-            stage = self._stage_of.get(self._node)
-            if stage is not None:
-                self._started.setdefault(stage, time.perf_counter())
-        elif record.msg == CACHED and self._node in self._stage_of:
-            self._cached[self._stage_of[self._node]].add(self._node)
-        elif record.msg == FINISHED and args:
-            node = str(args[0])
-            stage = self._stage_of.get(node)
-            if stage is None or stage not in self._started:
-                return
-            self._pending[stage].discard(node)
+        if record.msg == RUNNING and args and str(args[0]) in self._stage_of:
+            self._node, self._node_started = str(args[0]), time.perf_counter()
+        elif record.msg == CACHED and self._node is not None:
+            self._cached[self._stage_of[self._node]] += 1
+        elif record.msg == FINISHED and args and str(args[0]) == self._node:
+            stage = self._stage_of[self._node]
+            self._seconds[stage] += time.perf_counter() - self._node_started
+            self._pending[stage].discard(self._node)
+            self._node = None
             if not self._pending[stage]:
-                all_cached = self._cached[stage] >= set(n for n, s in self._stage_of.items() if s == stage)
-                progress.say(
-                    _stage_line(stage, time.perf_counter() - self._started.pop(stage), "cached" if all_cached else "")
-                )
+                everything_cached = self._cached[stage] == sum(1 for s in self._stage_of.values() if s == stage)
+                progress.say(_stage_line(stage, self._seconds[stage], "cached" if everything_cached else ""))
 
     def fail(self) -> None:
-        """The run stopped: the stages under way end with ``failed``."""
-        for stage, t0 in list(self._started.items()):
-            progress.say(_stage_line(stage, time.perf_counter() - t0, "failed"))
-        self._started.clear()
+        """The run stopped: the stage of the node under way ends with ``failed``."""
+        if self._node is not None:
+            stage = self._stage_of[self._node]
+            seconds = self._seconds[stage] + time.perf_counter() - self._node_started
+            progress.say(_stage_line(stage, seconds, "failed"))
+            self._node = None
+
+
+class _Restated(logging.Filter):
+    """Drops TFX's "Execution N failed." by default: the CLI's last line says what failed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.msg != EXECUTION_FAILED
 
 
 @contextlib.contextmanager

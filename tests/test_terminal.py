@@ -105,14 +105,29 @@ def test_stage_lines_follow_the_runners_announcements(capsys):
     assert line.startswith("crawl") and line.endswith("cached")
 
 
-def test_a_failed_stage_says_so(capsys):
+def test_a_failed_stage_says_so_and_only_that_one(capsys):
     progress.configure(bars=False, level=progress.NORMAL)
+    stages = [("train", ("Trainer",)), ("evaluate", ("resolver", "Evaluator"))]
     with pytest.raises(RuntimeError), terminal.session(progress.NORMAL):
-        with terminal.stage_lines([("train", ("Trainer",))]):
+        with terminal.stage_lines(stages):
+            _announce("resolver")  # evaluate is under way, waiting for the Evaluator
             absl_logging.info(terminal.RUNNING, "Trainer")
+            absl_logging.error(terminal.EXECUTION_FAILED, 8)  # restated by the CLI's last line
             raise RuntimeError("boom")
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith("train") and line.endswith("failed")
+
+
+def test_a_stage_takes_the_time_of_its_own_nodes(capsys, monkeypatch):
+    clock = iter([0.0, 0.5, 10.0, 40.0, 100.0, 102.0])  # perf_counter at each announcement
+    monkeypatch.setattr(terminal.time, "perf_counter", lambda: next(clock))
+    progress.configure(bars=False, level=progress.NORMAL)
+    stages = [("train", ("Trainer",)), ("evaluate", ("resolver", "Evaluator"))]
+    with terminal.session(progress.NORMAL), terminal.stage_lines(stages):
+        _announce("resolver")  # 0.5 s, long before the Evaluator
+        _announce("Trainer")  # 30 s
+        _announce("Evaluator")  # 2 s
+    assert capsys.readouterr().err.splitlines() == ["train           30.0 s", "evaluate         2.5 s"]
 
 
 def test_by_default_library_noise_is_hidden_for_this_process_and_its_workers(capsys, monkeypatch):
