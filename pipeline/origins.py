@@ -19,50 +19,49 @@ DEFAULT = "default"
 ENVIRONMENT = "environment KEYCLASS_HOME"
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """Dotted leaf keys of a configuration dataclass (or nested mapping) -> values."""
-    if dataclasses.is_dataclass(node):
-        items = [(f.name, getattr(node, f.name)) for f in dataclasses.fields(node)]
-    elif isinstance(node, Mapping) and prefix == "":
-        items = list(node.items())
-    else:
-        return {prefix.rstrip("."): node}
+def flatten(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Dotted keys of a configuration dataclass's settings -> values (sections opened)."""
     out: dict[str, Any] = {}
-    for name, value in items:
+    for field in dataclasses.fields(cfg):
+        value = getattr(cfg, field.name)
         if dataclasses.is_dataclass(value):
-            out.update(flatten(value, f"{prefix}{name}."))
+            out.update(flatten(value, f"{prefix}{field.name}."))
         else:
-            out[f"{prefix}{name}"] = value
+            out[f"{prefix}{field.name}"] = value
     return out
 
 
-def file_keys(path: str | os.PathLike | None) -> set[str]:
-    """The dotted keys a YAML/JSON config file sets (a mapping's leaves; a section given
-    as a mapping counts for each key in it)."""
+def _read(path: str | os.PathLike | None) -> Mapping[str, Any]:
     if not path:
-        return set()
+        return {}
     with open(path) as f:
         data = yaml.safe_load(f) or {}
+    return data if isinstance(data, Mapping) else {}
+
+
+def file_keys(path: str | os.PathLike | None) -> set[str]:
+    """The dotted keys a YAML/JSON config file sets (every leaf of its mappings)."""
     keys: set[str] = set()
 
-    def walk(prefix: str, node: Any) -> None:
+    def walk(prefix: str, node: Mapping[str, Any]) -> None:
         for k, v in node.items():
-            if isinstance(v, Mapping) and v and not _is_mapping_setting(f"{prefix}{k}"):
+            if isinstance(v, Mapping) and v:
                 walk(f"{prefix}{k}.", v)
             else:
                 keys.add(f"{prefix}{k}")
 
-    if isinstance(data, Mapping):
-        walk("", data)
+    walk("", _read(path))
     return keys
 
 
-# Settings whose value is itself a mapping (a file gives them as one).
-_MAPPING_SETTINGS = ("crawl.search_url",)
-
-
-def _is_mapping_setting(key: str) -> bool:
-    return key in _MAPPING_SETTINGS
+def _given(data: Mapping[str, Any], key: str) -> bool:
+    """Whether the file's tree holds a value at the dotted ``key``."""
+    node: Any = data
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def origins(
@@ -78,14 +77,14 @@ def origins(
     ``flags`` maps dotted keys to the flag that set them (``"--max-images"``);
     ``set_keys`` are the keys given with ``--set``; ``env_home`` whether
     ``KEYCLASS_HOME`` gave the home."""
-    in_file = file_keys(config_path)
+    data = _read(config_path)
     rows = []
     for key, value in settings.items():
         if key in set_keys:
             origin = f"--set {key}"
         elif key in flags:
             origin = f"flag {flags[key]}"
-        elif key in in_file:
+        elif _given(data, key):
             origin = f"config file {config_path}"
         elif key == "runner.home" and env_home:
             origin = ENVIRONMENT

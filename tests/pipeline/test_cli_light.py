@@ -114,7 +114,7 @@ def test_config_says_where_each_setting_came_from(tmp_path):
     cfg_file.write_text(
         yaml.safe_dump(
             {
-                "crawl": {"max_images_per_class": 300, "snapshot": "2026-W48"},
+                "crawl": {"max_images_per_class": 300, "snapshot": "2026-W48", "search_url": {"bing": "http://m/s"}},
                 "train": {"batch_size": 8},
                 "image_size": 96,
             }
@@ -130,6 +130,7 @@ def test_config_says_where_each_setting_came_from(tmp_path):
     assert rows["crawl.max_images_per_class"] == (50, "flag --max-images")  # the flag beats the file
     assert rows["crawl.snapshot"] == ("2026-W48", f"config file {cfg_file}")
     assert rows["image_size"] == (96, f"config file {cfg_file}")
+    assert rows["crawl.search_url"] == ({"bing": "http://m/s"}, f"config file {cfg_file}")
     assert rows["train.batch_size"] == (4, "--set train.batch_size")  # --set beats the file
     assert rows["gate.max_val_loss"] == (0.4, "--set gate.max_val_loss")
     assert rows["runner.home"] == (str(tmp_path / "envhome"), "environment KEYCLASS_HOME")
