@@ -23,7 +23,9 @@ of the per-round ratios are reported, since other processes may share the cores.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import hashlib
+import multiprocessing
 import os
 import statistics
 import tempfile
@@ -54,15 +56,30 @@ def write_jpegs(root: str, distinct: int) -> list[tuple[str, str]]:
     return out
 
 
-def plain_loop(root: str, items: list[tuple[str, str]]) -> float:
-    """Wall seconds of the single-process loop (its CPU seconds: see main)."""
-    t0 = time.perf_counter()
+def _loop(root: str, items: list[tuple[str, str]]) -> int:
     for sha, rel in items:
         with open(os.path.join(root, rel), "rb") as f:
             meta, jpeg = stages.process_image(
                 sha, f.read(), image_size=SIZE, jpeg_quality=QUALITY, max_pixels=MAX_PIXELS
             )
         assert jpeg is not None and meta.phash
+    return len(items)
+
+
+def plain_loop(root: str, items: list[tuple[str, str]]) -> float:
+    """Wall seconds of the single-process loop (its CPU seconds: see main)."""
+    t0 = time.perf_counter()
+    _loop(root, items)
+    return time.perf_counter() - t0
+
+
+def bare_pool(root: str, items: list[tuple[str, str]], pool: concurrent.futures.Executor, workers: int) -> float:
+    """Wall seconds of the same loop split over a started pool of ``workers`` threads or
+    forked processes, no Beam: the parallelism the cores give right now (on a machine
+    shared with other jobs, far less than ``workers``x)."""
+    chunks = [items[i::workers] for i in range(workers)]
+    t0 = time.perf_counter()
+    assert sum(pool.map(_loop, [root] * workers, chunks)) == len(items)
     return time.perf_counter() - t0
 
 
@@ -73,7 +90,7 @@ class _TimedDecode(beam.DoFn):
     def __init__(self, decode: stages.DecodeImages):
         self._decode = decode
 
-    def process(self, batch):
+    def process(self, index):
         # Imports here: this class is pickled from __main__, without its module globals.
         import os
         import time
@@ -81,7 +98,7 @@ class _TimedDecode(beam.DoFn):
         from apache_beam.metrics import Metrics
 
         wall, cpu = time.time(), time.thread_time()
-        yield from self._decode.process(batch)
+        yield from self._decode.process(index)
         Metrics.distribution("bench", "start_ms").update(int(wall * 1000))
         Metrics.distribution("bench", "end_ms").update(int(time.time() * 1000))
         Metrics.counter("bench", "thread_cpu_us").inc(int((time.thread_time() - cpu) * 1e6))
@@ -104,9 +121,7 @@ def beam_run(root: str, items: list[tuple[str, str]], workers: int, mode: str) -
     batches = [items[i : i + size] for i in range(0, len(items), size)]
     t0, c0 = time.time(), _cpu()
     p = beam.Pipeline(options=options)
-    _ = stages.decode_files(
-        p, batches, root, SETTINGS, dofn=_TimedDecode(stages.DecodeImages(root, SIZE, QUALITY, MAX_PIXELS))
-    )
+    _ = stages.decode_files(p, batches, root, SETTINGS, wrap=_TimedDecode)
     result = p.run()
     result.wait_until_finish()
     t1, c1 = time.time(), _cpu()
@@ -157,14 +172,24 @@ def main(argv: list[str] | None = None) -> None:
     modes = {m: resolve_mode(m, n) for m in args.modes.split(",")}
     load_before = os.getloadavg()[0]
     loops, loop_cpu = [], []
+    bare: dict[str, list[float]] = {"threads": [], "processes": []}
     runs: dict[str, list[dict[str, float]]] = {m: [] for m in modes}
-    with tempfile.TemporaryDirectory() as root:
+    # Forked before any Beam run (no gRPC threads to fork), started and kept for the rounds.
+    pools = {
+        "threads": concurrent.futures.ThreadPoolExecutor(workers),
+        "processes": concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")),
+    }
+    with tempfile.TemporaryDirectory() as root, pools["threads"], pools["processes"]:
         files = write_jpegs(root, args.distinct)
         items = [files[i % len(files)] for i in range(n)]
+        for pool in pools.values():
+            bare_pool(root, items[: 2 * workers], pool, workers)  # start the workers
         for _ in range(args.rounds):
             c0 = _cpu()
             loops.append(plain_loop(root, items))
             loop_cpu.append(_cpu() - c0)
+            for kind, times in bare.items():
+                times.append(bare_pool(root, items, pools[kind], workers))
             for label, mode in modes.items():
                 runs[label].append(beam_run(root, items, workers, mode))
                 assert runs[label][-1]["decoded"] == n, f"Beam decoded {runs[label][-1]['decoded']} of {n}"
@@ -172,12 +197,17 @@ def main(argv: list[str] | None = None) -> None:
     loop_rate = n / statistics.median(loops)
     print(f"images: {n} x 400x300 JPEG -> {SIZE}x{SIZE} JPEG + pHash; cores: {os.cpu_count()}, workers: {workers}")
     print(
-        f"rounds: {args.rounds} (loop, then each mode; medians of per-round ratios); load average before / after: "
+        f"rounds: {args.rounds} (loop, bare pools, then each mode; medians of per-round ratios); load average before / after: "
         f"{load_before:.1f} / {os.getloadavg()[0]:.1f}"
     )
     print(
         f"plain Pillow loop, 1 process      : {loop_rate:6.1f} images/s  "
         f"{statistics.median(loop_cpu) / n * 1e3:5.2f} ms CPU/image"
+    )
+    ceiling = {k: statistics.median(loop / t for loop, t in zip(loops, ts, strict=True)) for k, ts in bare.items()}
+    print(
+        f"no Beam, the same loop on {workers} threads / forked processes: {ceiling['threads']:.2f}x /"
+        f" {ceiling['processes']:.2f}x the loop (the parallelism the cores gave in these rounds)"
     )
     for label, mode in modes.items():
         rs = runs[label]
