@@ -66,7 +66,10 @@ def _add_predict(p: argparse.ArgumentParser, path: bool = True) -> None:
     g.add_argument("-t", "--threshold", type=float, help="keep predictions with confidence >= this (default 0.99)")
     g.add_argument("--results", help="results folder (default ./results)")
     g.add_argument("--overwrite", action="store_true", default=None, help="replace an existing results folder")
-    g.add_argument("--server", help="TF Serving endpoint: grpc://HOST:8500 or http://HOST:8501")
+    g.add_argument(
+        "--server", help="TF Serving endpoint: grpc://HOST:8500, grpcs://HOST:8500 (TLS) or http(s)://HOST:8501"
+    )
+    g.add_argument("--ca-file", help="PEM CA certificates for a grpcs:// or https:// server (default: the system's)")
     g.add_argument("--model-name", help="served model name (default: derived from the classes)")
     g.add_argument("--version", type=int, help="model version")
     g.add_argument("--label", help="served version label, e.g. stable or canary")
@@ -104,6 +107,7 @@ _FLAG_TO_KEY = {
     "model_name": "predict.model_name",
     "version": "predict.version",
     "label": "predict.label",
+    "ca_file": "predict.ca_file",
     "home": "runner.home",
 }
 
@@ -245,6 +249,15 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     _add_common(p)
 
+    p = sub.add_parser("serving-config", help="TF Serving models.config labelling pushed versions stable/canary")
+    _add_classes(p)
+    p.add_argument("--stable", type=int, help="version labelled stable (default: the newest pushed)")
+    p.add_argument("--canary", type=int, help="version labelled canary (default: none)")
+    p.add_argument("--base-path", default="/models", help="the models dir as the server sees it (default /models)")
+    p.add_argument("--model-name", help="served model name (default: derived from the classes)")
+    p.add_argument("--output", help="file to write (default: print it)")
+    _add_common(p)
+
     p = sub.add_parser("demo", help="the offline end-to-end demo on a loopback search engine")
     p.add_argument("--results", default="demo-out/results", help="results folder")
     p.add_argument("--per-class", type=int, default=120, help="images the demo engine serves per class")
@@ -320,6 +333,9 @@ def _dispatch(args: argparse.Namespace) -> int:
     elif args.command == "models":
         rows = commands.models(cfg)
         print(json.dumps(rows, indent=2) if args.json else commands.format_models(rows))
+    elif args.command == "serving-config":
+        text = commands.serving_config(cfg, args.stable, args.canary, args.base_path, args.output or "")
+        print(f"wrote {args.output}" if args.output else text, end="\n" if args.output else "")
     elif args.command == "config":
         from keyclass.pipeline.origins import format_rows
 

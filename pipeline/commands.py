@@ -6,9 +6,11 @@ The CLI only parses arguments into a ``KeyclassConfig`` and calls one of these.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
+from keyclass.components.classes import keyword_file
 from keyclass.pipeline import store, terminal
 from keyclass.pipeline.config import ConfigError, KeyclassConfig
 
@@ -33,6 +35,11 @@ def check_sources(cfg: KeyclassConfig) -> None:
             found = {classes.for_folder(d.name) for d in p.iterdir() if d.is_dir()} - {None}
             if not found:
                 raise ConfigError(f"source {s}: none of {cfg.crawl.classes} is a subfolder of {p}")
+        elif kind == "urls" and "{keyword}" in arg:
+            found = [c for c in cfg.classes if keyword_file(os.path.expanduser(arg), c) is not None]
+            if not found:
+                shown = ", ".join(arg.replace("{keyword}", c) for c in cfg.classes)
+                raise ConfigError(f"source {s}: no URL list for any class (looked for {shown})")
         elif kind == "urls":
             p = Path(arg).expanduser()
             if not p.is_file():
@@ -140,6 +147,26 @@ def format_models(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def serving_config(
+    cfg: KeyclassConfig, stable: int | None, canary: int | None, base_path: str = "/models", output: str = ""
+) -> str:
+    """TF Serving's models.config for the pushed versions of these classes' model, with
+    ``stable``/``canary`` labels on versions that exist (``stable`` defaults to the
+    newest); written to ``output`` when given. Refuses versions that were never pushed."""
+    from keyclass.serving.serving_config import ServingConfigError
+    from keyclass.serving.serving_config import serving_config as build
+
+    _require_classes(cfg)
+    name = cfg.predict.model_name or cfg.model_name
+    try:
+        text = build(name, str(cfg.models_dir), base_path, {"stable": stable, "canary": canary})
+    except ServingConfigError as e:
+        raise ConfigError(str(e)) from None
+    if output:
+        Path(output).write_text(text)
+    return text
+
+
 def _stored_model(cfg: KeyclassConfig) -> store.StoredModel:
     """The newest local model for exactly these classes (and the asked version)."""
     p = cfg.predict
@@ -174,6 +201,7 @@ def make_predictor(cfg: KeyclassConfig, found: store.StoredModel | None = None):
             timeout_s=p.timeout_s,
             # The served model's label ids index the sorted class list it was trained on.
             classes=cfg.classes.names,
+            ca_file=p.ca_file or None,
         )
     else:
         predictor = make("", model_name=found.model_name, saved_model_dir=found.path)
@@ -183,15 +211,21 @@ def make_predictor(cfg: KeyclassConfig, found: store.StoredModel | None = None):
     return predictor
 
 
+def check_predict_paths(cfg: KeyclassConfig, path: str) -> None:
+    """The prediction folder and the results folder, checked before any work: the results
+    folder may not be, hold or sit inside the prediction folder or the keyclass home, and
+    is only ever replaced when keyclass created it (``predict/results_dir.py``)."""
+    from keyclass.pipeline.predict.results_dir import check_results_dir
+    from keyclass.pipeline.predict.run import check_inputs
+
+    check_results_dir(cfg.predict.results, prediction_root=path, home=cfg.home, overwrite=cfg.predict.overwrite)
+    check_inputs(Path(path), Path(cfg.predict.results))
+
+
 def predict(cfg: KeyclassConfig, path: str, progress: bool = True) -> dict:
     """Predict every image under ``path``; write the results folder; return the summary."""
-    from keyclass.pipeline.predict.run import check_inputs, prepare_results_dir
-
     _require_classes(cfg)
-    results = Path(cfg.predict.results)
-    check_inputs(Path(path), results)
-    if results.exists() and any(results.iterdir()) and not cfg.predict.overwrite:
-        prepare_results_dir(results, overwrite=False)  # raises the same message before work
+    check_predict_paths(cfg, path)
     found = None if cfg.predict.server else _stored_model(cfg)
     with terminal.stage("predict"):
         from keyclass.pipeline.predict.run import predict_folder
@@ -214,13 +248,8 @@ def predict(cfg: KeyclassConfig, path: str, progress: bool = True) -> dict:
 def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bool]:
     """Reuse a stored model for exactly these classes, or train one; then predict.
     Returns (summary, trained)."""
-    from keyclass.pipeline.predict.run import check_inputs, prepare_results_dir
-
     _require_classes(cfg)
-    results = Path(cfg.predict.results)
-    check_inputs(Path(path), results)
-    if results.exists() and any(results.iterdir()) and not cfg.predict.overwrite:
-        prepare_results_dir(results, overwrite=False)  # raises the same message before work
+    check_predict_paths(cfg, path)
     trained = False
     if not cfg.predict.server and store.find_model(cfg.models_dir, cfg.classes) is None:
         outcome = train(cfg)

@@ -16,6 +16,7 @@ from pathlib import Path
 from keyclass.pipeline import commands, demo_images
 from keyclass.pipeline.config import KeyclassConfig, apply_overrides, validate
 from keyclass.pipeline.demo_engine import DemoSearchEngine
+from keyclass.pipeline.predict.results_dir import check_results_dir, prepare_results_dir
 from keyclass.pipeline.predict.summary import format_table
 
 # Test images are drawn far from the indices the engine serves, so none was trained on.
@@ -70,7 +71,12 @@ def run_demo(
     t0 = time.perf_counter()
     # Every setting checked before any work (the engine's address is known only later).
     demo_config(copy.deepcopy(cfg), "http://127.0.0.1/images/async", per_class, results, set(user_keys))
-    test_dir = write_test_folder(Path(results).parent / "test-images", test_per_class)
+    # The demo replaces its results and test folders on every run: only ever folders it
+    # created itself (the results folder's rules and marker), checked before any work.
+    test_dir = Path(results).parent / "test-images"
+    check_results_dir(results, prediction_root=test_dir, home=cfg.home, overwrite=True)
+    prepare_results_dir(test_dir, overwrite=True, home=cfg.home)
+    write_test_folder(test_dir, test_per_class)
     with DemoSearchEngine(classes=demo_images.DEMO_CLASSES, images_per_class=per_class) as engine:
         cfg = demo_config(cfg, engine.search_url, per_class, results, set(user_keys))
         print(f"demo: search engine on {engine.search_url}; classes {', '.join(cfg.crawl.classes)}")

@@ -8,9 +8,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from keyclass.components.classes import parse_classes
-from keyclass.components.errors import ConfigError, check_non_negative, check_positive, check_range
+from keyclass.components.errors import ConfigError, check_int, check_range
 
 MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIDE = 10_000  # a minimum side above this would drop every photo
+MAX_PIXELS_CAP = 1_000_000_000  # a gigapixel: larger caps only invite decompression bombs
+DIRECT_THREADS_CAP = 100_000_000  # files: beyond any local job
 
 
 @dataclasses.dataclass
@@ -29,26 +32,22 @@ class CleanConfig:
     # On Beam's DirectRunner, jobs of up to this many stored files decode in threads of
     # the executor's process (Pillow releases the GIL), larger ones in the configured
     # running mode (worker processes: seconds to start each, paid back only on large
-    # jobs). 0: always the configured mode. See executor.direct_running_args.
+    # jobs). 0: always the configured mode. See running.direct_running_args.
     direct_threads_up_to: int = 20_000
 
     def validate(self, prefix: str = "clean.") -> None:
         """Refuse cleaning settings that cannot work, naming each."""
-        check_positive(self.min_width, f"{prefix}min_width")
-        check_positive(self.min_height, f"{prefix}min_height")
-        if not 0 <= self.near_duplicate_distance <= 32:
-            raise ConfigError(f"{prefix}near_duplicate_distance: must be between 0 and 32 bits")
+        check_int(self.min_width, 1, MAX_IMAGE_SIDE, f"{prefix}min_width")
+        check_int(self.min_height, 1, MAX_IMAGE_SIDE, f"{prefix}min_height")
+        check_int(self.near_duplicate_distance, 0, 32, f"{prefix}near_duplicate_distance")
         check_range(self.eval_fraction, 0, 1, f"{prefix}eval_fraction", open_low=True)
         if self.eval_fraction >= 1:
             raise ConfigError(f"{prefix}eval_fraction: must be below 1, got {self.eval_fraction}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ConfigError(f"{prefix}jpeg_quality: must be between 1 and 100")
-        check_positive(self.max_image_pixels, f"{prefix}max_image_pixels")
-        check_non_negative(self.balance_tolerance, f"{prefix}balance_tolerance")
-        if not isinstance(self.direct_threads_up_to, int) or self.direct_threads_up_to < 0:
-            raise ConfigError(
-                f"{prefix}direct_threads_up_to: must be a whole number >= 0, got {self.direct_threads_up_to!r}"
-            )
+        check_int(self.jpeg_quality, 1, 100, f"{prefix}jpeg_quality")
+        check_int(self.max_image_pixels, 1, MAX_PIXELS_CAP, f"{prefix}max_image_pixels")
+        # A class's share may deviate from 1/K by this fraction of 1/K: above 1 it has no lower bound.
+        check_range(self.balance_tolerance, 0, 1, f"{prefix}balance_tolerance")
+        check_int(self.direct_threads_up_to, 0, DIRECT_THREADS_CAP, f"{prefix}direct_threads_up_to")
 
 
 # The CleanConfig fields the cleaner itself uses (balance_tolerance is the gate's).

@@ -3,7 +3,8 @@
 Execution parameters are the ``CleanConfig`` fields the cleaner uses plus the top-level
 ``image_size`` and the class list: scalars under the field's own name, ``balance`` as 0/1
 and the classes JSON-encoded (plain types compile to Kubeflow and read well in ML
-Metadata). ``CleanerSettings`` lives in :mod:`settings` (no TFX import) so Beam workers
+Metadata), and the keyclass version (not a setting: it makes TFX's cache key change
+with an upgrade). ``CleanerSettings`` lives in :mod:`settings` (no TFX import) so Beam workers
 can load it cheaply; it is re-exported here.
 """
 
@@ -18,6 +19,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from keyclass.components.artifacts import CleaningReport, RawImages
 from keyclass.components.cleaner.settings import CleanerSettings
 from keyclass.components.errors import ConfigError
+from keyclass.components.version import VERSION_KEY, keyclass_version
 
 # Input and outputs.
 RAW_IMAGES_KEY = "raw_images"
@@ -35,6 +37,8 @@ EVAL_FRACTION_KEY = "eval_fraction"
 JPEG_QUALITY_KEY = "jpeg_quality"
 MAX_IMAGE_PIXELS_KEY = "max_image_pixels"
 DIRECT_THREADS_UP_TO_KEY = "direct_threads_up_to"
+# Not a setting: part of TFX's cache key, so an upgraded cleaner cleans again.
+KEYCLASS_VERSION_KEY = VERSION_KEY
 
 PARAMETER_TYPES: dict[str, type] = {
     CLASSES_KEY: str,
@@ -47,6 +51,7 @@ PARAMETER_TYPES: dict[str, type] = {
     JPEG_QUALITY_KEY: int,
     MAX_IMAGE_PIXELS_KEY: int,
     DIRECT_THREADS_UP_TO_KEY: int,
+    KEYCLASS_VERSION_KEY: str,
 }
 
 
@@ -73,6 +78,7 @@ def exec_properties(settings: CleanerSettings) -> dict[str, Any]:
         JPEG_QUALITY_KEY: settings.jpeg_quality,
         MAX_IMAGE_PIXELS_KEY: settings.max_image_pixels,
         DIRECT_THREADS_UP_TO_KEY: settings.direct_threads_up_to,
+        KEYCLASS_VERSION_KEY: keyclass_version(),
     }
 
 

@@ -9,6 +9,11 @@ until ``max_images_per_class`` distinct images are stored. Downloads of a batch 
 thread pool; results are recorded in submission order so the manifest is deterministic.
 The quota counts distinct contents per class: a second URL serving the same bytes gets a
 manifest line (same ``path``) and is counted as a duplicate, not as a new image.
+
+A crawl killed at any point (SIGKILL) leaves only whole images (each is written to a
+``.part`` file and renamed); a rerun into the same directory removes the ``.part`` files,
+rewrites the manifest from the start and completes
+(``tests/crawler/test_interrupted.py``).
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ _MAGIC = (
     (b"II*\x00", "image/tiff"),
     (b"MM\x00*", "image/tiff"),
 )
+
+
+PART_SUFFIX = ".part"  # images/<sha256>.part: a file being written, renamed when whole
 
 
 class CrawlError(RuntimeError):
@@ -132,7 +140,7 @@ def store_image(output_uri: str, content: bytes) -> tuple[str, str]:
     rel = f"{layout.IMAGES_DIR}/{digest}"
     full = os.path.join(output_uri, layout.IMAGES_DIR, digest)
     if not fileio.exists(full):
-        tmp = f"{full}.part"
+        tmp = f"{full}{PART_SUFFIX}"
         with fileio.open(tmp, "wb") as f:
             f.write(content)
         fileio.rename(tmp, full, overwrite=True)
@@ -140,7 +148,15 @@ def store_image(output_uri: str, content: bytes) -> tuple[str, str]:
 
 
 def _new_source_report() -> dict[str, Any]:
-    return {"results": 0, "downloaded": 0, "failed": 0, "duplicates": 0, "repeated_urls": 0, "errors": []}
+    return {
+        "results": 0,
+        "downloaded": 0,
+        "failed": 0,
+        "duplicates": 0,
+        "repeated_urls": 0,
+        "skipped_by_parser": 0,
+        "errors": [],
+    }
 
 
 class _Crawl:
@@ -204,6 +220,9 @@ class _Crawl:
                         break
                     if isinstance(item, sources_lib.Problem):
                         self.problem(item, src)
+                    elif isinstance(item, sources_lib.Skipped):
+                        src["skipped_by_parser"] += 1
+                        self.write(manifest_record(item.keyword, item.source, item.query, item.url, error=item.error))
                     elif item.url in seen_urls:
                         src["repeated_urls"] += 1
                     else:
@@ -265,7 +284,12 @@ def keyword_summary(keyword: str, rep: dict[str, Any], quota: int) -> str:
 def crawl(cfg: CrawlConfig, output_uri: str, *, progress: bool = True) -> dict[str, Any]:
     """Crawl every class of ``cfg`` into ``output_uri``; returns the report (also written
     to ``crawl_report.json``). Never raises for a short class: see :func:`check_minimums`."""
-    fileio.makedirs(os.path.join(output_uri, layout.IMAGES_DIR))
+    images_dir = os.path.join(output_uri, layout.IMAGES_DIR)
+    fileio.makedirs(images_dir)
+    for name in fileio.listdir(images_dir):  # half-written files of a crawl killed mid-write
+        name = name.decode() if isinstance(name, bytes) else name
+        if name.endswith(PART_SUFFIX):
+            fileio.remove(os.path.join(images_dir, name))
     with (
         fileio.open(os.path.join(output_uri, layout.MANIFEST), "w") as manifest,
         ThreadPoolExecutor(max_workers=cfg.download_threads, thread_name_prefix="crawl") as pool,

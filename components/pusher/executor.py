@@ -1,49 +1,23 @@
-"""Pusher executor that publishes a blessed model atomically in TF Serving's layout.
-
-TF Serving polls ``<base>/<version>/`` and loads a version as soon as the directory
-exists. TFX's stock Pusher copies straight into that directory (``saved_model.pb``
-last), so a poll during the copy can still see a half-written version. This executor
-copies into a hidden temporary directory beside it, ``saved_model.pb`` last, and then
-renames it into place, so the version appears whole or not at all. Versions are
-integers that only grow, even when two pushes happen within the same second.
-"""
+"""Pusher executor that publishes a blessed model atomically in TF Serving's layout:
+TFX's Pusher semantics (blessing check, pushed_model artifact), with the push itself
+done by :func:`keyclass.components.pusher.publish.publish` (a temp dir and one rename;
+leftovers of killed pushes removed; a repeated push of the same model reuses its
+version)."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from typing import Any
 
 from absl import logging
 from tfx import types
 from tfx.components.pusher import executor as tfx_pusher_executor
-from tfx.dsl.io import fileio
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import io_utils, proto_utils
 
-from keyclass.serving import model_layout
-from keyclass.serving.model_layout import SAVED_MODEL_PB
+from keyclass.components.pusher.publish import publish, push_atomically
 
-
-def push_atomically(model_path: str, base_directory: str, version: int) -> str:
-    """Copy ``model_path`` to ``base_directory/version`` via a temp dir and one rename."""
-    final = os.path.join(base_directory, str(version))
-    if fileio.exists(final):
-        raise FileExistsError(f"push: {final} already exists; refusing to overwrite a served version")
-    fileio.makedirs(base_directory)
-    tmp = os.path.join(base_directory, f"{model_layout.TMP_PREFIX}{version}-{uuid.uuid4().hex[:8]}")
-    try:
-        io_utils.copy_dir(model_path, tmp, deny_regex_patterns=[r"saved_model\.pb"])
-        pb = os.path.join(model_path, SAVED_MODEL_PB)
-        if not fileio.exists(pb):
-            raise FileNotFoundError(f"push: {model_path} holds no {SAVED_MODEL_PB}")
-        io_utils.copy_file(pb, os.path.join(tmp, SAVED_MODEL_PB))
-        fileio.rename(tmp, final)
-    finally:
-        if fileio.exists(tmp):
-            fileio.rmtree(tmp)
-    return final
+__all__ = ["Executor", "publish", "push_atomically"]
 
 
 class Executor(tfx_pusher_executor.Executor):
@@ -67,8 +41,7 @@ class Executor(tfx_pusher_executor.Executor):
         if destination.WhichOneof("destination") != "filesystem":
             raise NotImplementedError("keyclass pushes to a filesystem destination (local disk or gs://)")
         base = destination.filesystem.base_directory
-        version = model_layout.next_version(base)
-        serving_path = push_atomically(model_path, base, version)
+        version, serving_path, _ = publish(model_path, base)
         logging.info("Model pushed to %s", serving_path)
         io_utils.copy_dir(model_path, model_push.uri)
         self._MarkPushed(model_push, pushed_destination=serving_path, pushed_version=str(version))

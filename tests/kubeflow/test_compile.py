@@ -79,7 +79,10 @@ def test_dataflow_compile_has_every_component_in_order_with_image_and_args(tmp_p
     assert "--runner=DataflowRunner" in cleaner_args and "--project=acme" in cleaner_args
     text = out.read_text()
     assert "gs://acme-bucket/keyclass/" in text
-    assert "600" in json.dumps(tasks["ImageCrawler"]) or "600" in text
+    # The crawl setting reaches the ImageCrawler task as its own parameter, with its value.
+    crawler_params = tasks["ImageCrawler"]["inputs"]["parameters"]
+    assert crawler_params["max_images_per_class"]["runtimeValue"]["constantValue"] == {"intValue": "600"}
+    assert crawler_params["min_images_per_class"]["runtimeValue"]["constantValue"] == {"intValue": "20"}
 
 
 def test_flink_runner_args_flow_through(tmp_path):

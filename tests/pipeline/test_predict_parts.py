@@ -1,13 +1,19 @@
 """Prediction's pure parts: truth from folders and names, the accuracy table, images."""
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from keyclass.components.errors import ConfigError
 from keyclass.pipeline.predict import summary, truth, visualize
-from keyclass.pipeline.predict.run import PredictError, check_inputs, prepare_results_dir
+from keyclass.pipeline.predict.results_dir import MARKER
+from keyclass.pipeline.predict.run import PredictError, check_inputs, predict_folder, prepare_results_dir
+from tests.fixtures import images as fx
+from tests.fixtures.predictor import ScriptedPredictor
 
 CLASSES = ["cat", "dog"]
 
@@ -71,9 +77,36 @@ def test_no_table_without_truth():
     assert s["truth_known"] is False and "table" not in s
 
 
-def test_threshold_is_inclusive():
-    s = summary.summarize([_rec("cat", "cat", 0.99, threshold=0.99)], CLASSES, 0.99)
-    assert s["table"]["threshold_images"] == 1
+def test_threshold_is_inclusive(tmp_path):
+    """Through predict_folder's own decision: exactly the threshold is kept, the float
+    just below it is not (a ``>`` in run.py fails this)."""
+    photos = tmp_path / "photos" / "cat"
+    photos.mkdir(parents=True)
+    for i in range(3):
+        (photos / f"{i}.jpg").write_bytes(fx.rgb_jpeg(i, 64, 48))
+    threshold = 0.99
+    confidences = [threshold, math.nextafter(threshold, 0.0), math.nextafter(threshold, 1.0)]
+    s = predict_folder(
+        ScriptedPredictor(CLASSES, confidences),
+        CLASSES,
+        tmp_path / "photos",
+        tmp_path / "results",
+        threshold=threshold,
+        batch_size=2,
+        segmentation_fraction=0.5,
+        image_size=32,
+        progress=False,
+    )
+    lines = [json.loads(x) for x in (tmp_path / "results" / "predictions.jsonl").read_text().splitlines()]
+    assert [(r["file"], r["confidence"], r["kept"]) for r in lines] == [
+        ("cat/0.jpg", threshold, True),
+        ("cat/1.jpg", confidences[1], False),
+        ("cat/2.jpg", confidences[2], True),
+    ]
+    assert s["table"]["threshold_images"] == 2 and s["table"]["threshold_missed"] == 1
+    assert sorted(p.name for p in (tmp_path / "results" / "cat").iterdir()) == sorted(
+        f"cat%2F{i}.jpg_{kind}.jpg" for i in (0, 2) for kind in ("original", "gradcam", "segmentation")
+    )
 
 
 def test_overlay_and_segmentation():
@@ -101,9 +134,9 @@ def test_bad_prediction_paths_and_results_refused(tmp_path):
     with pytest.raises(PredictError, match="holds no files"):
         check_inputs(tmp_path / "empty")
     res = tmp_path / "res"
-    res.mkdir()
+    prepare_results_dir(res, overwrite=False)
     (res / "summary.json").write_text("{}")
-    with pytest.raises(PredictError, match="--overwrite"):
+    with pytest.raises(ConfigError, match="--overwrite"):
         prepare_results_dir(res, overwrite=False)
     prepare_results_dir(res, overwrite=True)
-    assert list(Path(res).iterdir()) == []
+    assert [p.name for p in Path(res).iterdir()] == [MARKER]

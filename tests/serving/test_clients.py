@@ -216,7 +216,7 @@ def test_factory_picks_the_transport(standin, served_models, exported_model):
     assert isinstance(make_predictor("https://serving.example:8501/", "m"), RestPredictor)
     local = make_predictor("", saved_model_dir=exported_model.path)
     assert isinstance(local, LocalPredictor) and local.model_name == exported_model.model_name
-    with pytest.raises(ValueError, match="grpc://HOST:PORT"):
+    with pytest.raises(ValueError, match=r"grpc\(s\)://HOST:PORT"):
         make_predictor("tcp://x:1", "m")
     with pytest.raises(ValueError, match="saved_model_dir"):
         make_predictor("", "m")
