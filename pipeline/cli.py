@@ -64,6 +64,14 @@ def _add_predict(p: argparse.ArgumentParser, path: bool = True) -> None:
     if path:
         g.add_argument("-p", "--prediction-path", required=True, help="folder of images to predict (recursive)")
     g.add_argument("-t", "--threshold", type=float, help="keep predictions with confidence >= this (default 0.99)")
+    g.add_argument(
+        "--target-precision",
+        type=float,
+        help="instead of -t: the lowest threshold certified to keep precision >= this (e.g. 0.99) on held-out data",
+    )
+    g.add_argument(
+        "--confidence", type=float, help="confidence of the certificates (default 0.9: wrong at most 1 time in 10)"
+    )
     g.add_argument("--results", help="results folder (default ./results)")
     g.add_argument("--overwrite", action="store_true", default=None, help="replace an existing results folder")
     g.add_argument(
@@ -101,6 +109,8 @@ _FLAG_TO_KEY = {
     "max_val_loss": "gate.max_val_loss",
     "beam_runner": "runner.beam_runner",
     "threshold": "predict.threshold",
+    "target_precision": "predict.target_precision",
+    "confidence": "predict.confidence_level",
     "results": "predict.results",
     "overwrite": "predict.overwrite",
     "server": "predict.server",
@@ -139,6 +149,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not sep:
             raise ConfigError(f"--set {item!r}: use KEY=VALUE")
         out[key.strip()] = value.strip()
+    if out.get("predict.threshold") is not None and out.get("predict.target_precision") is not None:
+        raise ConfigError(
+            "-t/--threshold and --target-precision: give one. -t keeps predictions above a confidence you choose; "
+            "--target-precision picks the lowest threshold certified for that precision"
+        )
     return out
 
 

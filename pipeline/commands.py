@@ -104,9 +104,20 @@ def format_training(outcome) -> str:
     ]
     if outcome.pushed:
         lines.append(f"pushed: {outcome.pushed_path} (version {outcome.pushed_version})")
+        lines.append(_certificates_text(outcome.pushed_path))
     else:
-        lines.append("pushed: no; the served version stays as it was")
+        why = f" ({outcome.not_pushed_reason})" if getattr(outcome, "not_pushed_reason", "") else ""
+        lines.append(f"pushed: no{why}; the served version stays as it was")
     return "\n".join(lines)
+
+
+def _certificates_text(model_dir: str) -> str:
+    """The pushed model's calibration and certified thresholds, for the console."""
+    from keyclass.pipeline.predict.certify import format_certificates
+    from keyclass.serving import model_layout
+
+    meta = model_layout.read_metadata(model_dir) or {}
+    return format_certificates(meta.get("calibration"), len(meta.get("classes", [])))
 
 
 def models(cfg: KeyclassConfig) -> list[dict]:
@@ -228,15 +239,24 @@ def predict(cfg: KeyclassConfig, path: str, progress: bool = True) -> dict:
     check_predict_paths(cfg, path)
     found = None if cfg.predict.server else _stored_model(cfg)
     with terminal.stage("predict"):
+        from keyclass.pipeline.predict.certify import choose_threshold, model_calibration
         from keyclass.pipeline.predict.run import predict_folder
 
         predictor = make_predictor(cfg, found)
+        choice = choose_threshold(
+            model_calibration(predictor),
+            len(predictor.classes),
+            threshold=cfg.predict.threshold,
+            target_precision=cfg.predict.target_precision or None,
+            confidence=cfg.predict.confidence_level,
+        )
         return predict_folder(
             predictor,
             list(predictor.classes),
             path,
             cfg.predict.results,
-            threshold=cfg.predict.threshold,
+            threshold=choice.threshold,
+            certification=choice.summary_fields(),
             batch_size=cfg.predict.batch_size,
             segmentation_fraction=cfg.predict.segmentation_fraction,
             image_size=getattr(predictor, "image_size", None) or cfg.image_size,

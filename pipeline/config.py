@@ -90,6 +90,10 @@ class PredictConfig:
     """How `predict` and `run` score a folder."""
 
     threshold: float = 0.99
+    # Instead of a threshold: the lowest one certified for this precision (0 = off)
+    # at confidence_level, from the model's held-out calibration scores.
+    target_precision: float = 0.0
+    confidence_level: float = 0.9
     batch_size: int = 16
     # Segmentation: pixels whose upsampled heatmap >= fraction * max.
     segmentation_fraction: float = 0.5
@@ -106,6 +110,12 @@ class PredictConfig:
     def validate(self) -> None:
         """Refuse prediction settings that cannot work, naming each."""
         check_range(self.threshold, 0, 1, "predict.threshold", open_low=True)
+        check_range(self.target_precision, 0, 1, "predict.target_precision")  # 0: off, -t decides
+        if self.target_precision >= 1:
+            raise ConfigError("predict.target_precision: must be below 1 (e.g. 0.99): finite data cannot certify 1")
+        check_range(self.confidence_level, 0, 1, "predict.confidence_level", open_low=True)
+        if self.confidence_level >= 1:
+            raise ConfigError("predict.confidence_level: must be below 1 (e.g. 0.9): finite data cannot certify it")
         check_int(self.batch_size, 1, 4096, "predict.batch_size")
         check_range(self.segmentation_fraction, 0, 1, "predict.segmentation_fraction", open_low=True)
         if not self.results.strip():

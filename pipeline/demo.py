@@ -13,9 +13,10 @@ import copy
 import time
 from pathlib import Path
 
-from keyclass.pipeline import commands, demo_images
+from keyclass.pipeline import commands, demo_images, store
 from keyclass.pipeline.config import KeyclassConfig, apply_overrides, validate
 from keyclass.pipeline.demo_engine import DemoSearchEngine
+from keyclass.pipeline.predict.certify import format_certificates
 from keyclass.pipeline.predict.results_dir import check_results_dir, prepare_results_dir
 from keyclass.pipeline.predict.summary import format_table
 
@@ -83,6 +84,10 @@ def run_demo(
         print(f"demo: home {cfg.home}; backbone {cfg.train.backbone} ({cfg.train.weights} weights)")
         summary, trained = commands.run(cfg, str(test_dir))
     print("trained a new model" if trained else "reused the stored model for these classes")
+    model = store.find_model(cfg.models_dir, cfg.classes)
+    if model is not None:
+        print(f"model {model.model_name} version {model.version}")
+        print(format_certificates(model.metadata.get("calibration"), len(cfg.classes)))
     print(format_table(summary))
     print(f"\nresult images and tables in {results}  ({time.perf_counter() - t0:.0f} s)")
     return 0

@@ -14,6 +14,7 @@ import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from keyclass.components import layout
 from keyclass.components.cleaner.component import ImageCleaner
 from keyclass.components.cleaner.settings import CleanerSettings
 from keyclass.components.crawler.component import ImageCrawler
@@ -62,7 +63,9 @@ def eval_config(max_val_loss: float, max_loss_increase: float) -> tfma.EvalConfi
             tfma.ModelSpec(
                 signature_name=model_layout.SERVING_TF_EXAMPLE,
                 label_key="label",
-                prediction_key="probabilities",
+                # The gate judges the model's own validation loss: the uncalibrated
+                # softmax (the temperature was fitted on this very split).
+                prediction_key="raw_probabilities",
                 preprocessing_function_names=[],
             )
         ],
@@ -138,6 +141,8 @@ def create_pipeline(
             examples=cleaner.outputs["examples"],
             schema=curate.outputs["curated_schema"],
             custom_config=trainer_custom_config(classes, config.image_size, config.train),
+            train_args=tfx.proto.TrainArgs(splits=[layout.TRAIN_SPLIT]),
+            eval_args=tfx.proto.EvalArgs(splits=[layout.EVAL_SPLIT]),
         )
         trainer.add_upstream_node(gate)
         resolver = tfx.dsl.Resolver(
@@ -150,6 +155,7 @@ def create_pipeline(
             model=trainer.outputs["model"],
             baseline_model=resolver.outputs["model"],
             eval_config=eval_config(config.gate.max_val_loss, config.gate.max_loss_increase),
+            example_splits=[layout.EVAL_SPLIT],
         )
         pusher = AtomicPusher(
             model=trainer.outputs["model"],

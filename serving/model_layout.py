@@ -4,10 +4,11 @@ model is read and written by.
 A model base directory (``<models>/<model_name>/``, TF Serving's layout) holds one
 integer directory per pushed version. A version directory is a SavedModel with:
 
-- the signatures :data:`SIGNATURE_INPUTS` names, each answering :data:`OUTPUTS`
-  (plus ``heatmap`` for :data:`HEATMAP_SIGNATURES`);
+- the signatures :data:`SIGNATURE_INPUTS` names, each answering :data:`OUTPUTS` and
+  :data:`RAW_OUTPUTS` (plus ``heatmap`` for :data:`HEATMAP_SIGNATURES`);
 - ``assets.extra/keyclass.json``: classes (label order), input size, backbone,
-  training metrics; :func:`read_metadata` / :func:`write_metadata`;
+  training metrics, and the ``calibration`` record (temperature, ECE before and after,
+  certified thresholds, held-out scores); :func:`read_metadata` / :func:`write_metadata`;
 - ``assets.extra/tf_serving_warmup_requests``: TF Serving's warmup replay.
 
 The Pusher writes a version into a hidden ``.tmp-*`` directory beside the versions
@@ -50,7 +51,12 @@ SIGNATURE_INPUTS: dict[str, tuple[str, ...]] = {
 }
 SIGNATURES: tuple[str, ...] = tuple(SIGNATURE_INPUTS)
 HEATMAP_SIGNATURES = (GRAD_CAM, GRAD_CAM_CLASS)
+# probabilities and confidence are calibrated: softmax(logits / T), T the temperature
+# fitted at training time and stored in the graph (keyclass.json 'calibration' records it).
 OUTPUTS = ("probabilities", "class_id", "class_name", "confidence")
+# The uncalibrated softmax(logits), from models exported with a temperature (optional:
+# earlier models lack them).
+RAW_OUTPUTS = ("raw_probabilities", "raw_confidence")
 HEATMAP_OUTPUT = "heatmap"
 # The tf.Example feature that serving_tf_example parses (the cleaner writes it).
 IMAGE_FEATURE = "image/encoded"

@@ -73,6 +73,8 @@ def summarize(result: PredictResult) -> list[dict]:
     rows = []
     for i, name in enumerate(result.class_name):
         row = {"class_name": name, "class_id": int(result.class_id[i]), "confidence": float(result.confidence[i])}
+        if result.raw_confidence is not None:
+            row["raw_confidence"] = float(result.raw_confidence[i])
         if result.heatmap is not None:
             row["heatmap_shape"] = list(result.heatmap[i].shape)
             row["heatmap_max"] = float(result.heatmap[i].max())

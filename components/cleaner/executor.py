@@ -57,7 +57,7 @@ def closing_line(totals: dict[str, Any], files: int) -> str:
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
-    """Cleans a RawImages artifact into train/eval Examples and a CleaningReport."""
+    """Cleans a RawImages artifact into train/eval/calibration Examples and a CleaningReport."""
 
     def Do(
         self,

@@ -25,6 +25,9 @@ class CleanConfig:
     near_duplicate_distance: int = 4
     balance: bool = True
     eval_fraction: float = 0.2
+    # Held out from training, early stopping and model choice: ECE and certified
+    # thresholds are measured on it (see components/calibration.py).
+    calibration_fraction: float = 0.25
     jpeg_quality: int = 95
     max_image_pixels: int = 64_000_000
     # Allowed relative deviation of a class's share from 1/K in the validation gate.
@@ -43,6 +46,12 @@ class CleanConfig:
         check_range(self.eval_fraction, 0, 1, f"{prefix}eval_fraction", open_low=True)
         if self.eval_fraction >= 1:
             raise ConfigError(f"{prefix}eval_fraction: must be below 1, got {self.eval_fraction}")
+        check_range(self.calibration_fraction, 0, 1, f"{prefix}calibration_fraction", open_low=True)
+        if self.eval_fraction + self.calibration_fraction >= 1:
+            raise ConfigError(
+                f"{prefix}calibration_fraction: eval_fraction + calibration_fraction must stay below 1 "
+                f"(leaving images to train on), got {self.eval_fraction} + {self.calibration_fraction}"
+            )
         check_int(self.jpeg_quality, 1, 100, f"{prefix}jpeg_quality")
         check_int(self.max_image_pixels, 1, MAX_PIXELS_CAP, f"{prefix}max_image_pixels")
         # A class's share may deviate from 1/K by this fraction of 1/K: above 1 it has no lower bound.
@@ -57,6 +66,7 @@ CLEANER_FIELDS = (
     "near_duplicate_distance",
     "balance",
     "eval_fraction",
+    "calibration_fraction",
     "jpeg_quality",
     "max_image_pixels",
     "direct_threads_up_to",
@@ -75,6 +85,7 @@ class CleanerSettings:
     near_duplicate_distance: int = CleanConfig.near_duplicate_distance
     balance: bool = CleanConfig.balance
     eval_fraction: float = CleanConfig.eval_fraction
+    calibration_fraction: float = CleanConfig.calibration_fraction
     jpeg_quality: int = CleanConfig.jpeg_quality
     max_image_pixels: int = CleanConfig.max_image_pixels
     direct_threads_up_to: int = CleanConfig.direct_threads_up_to

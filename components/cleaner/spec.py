@@ -34,6 +34,7 @@ MIN_HEIGHT_KEY = "min_height"
 NEAR_DUPLICATE_DISTANCE_KEY = "near_duplicate_distance"
 BALANCE_KEY = "balance"
 EVAL_FRACTION_KEY = "eval_fraction"
+CALIBRATION_FRACTION_KEY = "calibration_fraction"
 JPEG_QUALITY_KEY = "jpeg_quality"
 MAX_IMAGE_PIXELS_KEY = "max_image_pixels"
 DIRECT_THREADS_UP_TO_KEY = "direct_threads_up_to"
@@ -48,6 +49,7 @@ PARAMETER_TYPES: dict[str, type] = {
     NEAR_DUPLICATE_DISTANCE_KEY: int,
     BALANCE_KEY: int,
     EVAL_FRACTION_KEY: float,
+    CALIBRATION_FRACTION_KEY: float,
     JPEG_QUALITY_KEY: int,
     MAX_IMAGE_PIXELS_KEY: int,
     DIRECT_THREADS_UP_TO_KEY: int,
@@ -56,7 +58,7 @@ PARAMETER_TYPES: dict[str, type] = {
 
 
 class ImageCleanerSpec(ComponentSpec):
-    """RawImages in; Examples (train/eval) and a CleaningReport out."""
+    """RawImages in; Examples (train/eval/calibration) and a CleaningReport out."""
 
     PARAMETERS = {key: ExecutionParameter(type=tp) for key, tp in PARAMETER_TYPES.items()}
     INPUTS = {RAW_IMAGES_KEY: ChannelParameter(type=RawImages)}
@@ -75,6 +77,7 @@ def exec_properties(settings: CleanerSettings) -> dict[str, Any]:
         NEAR_DUPLICATE_DISTANCE_KEY: settings.near_duplicate_distance,
         BALANCE_KEY: int(settings.balance),
         EVAL_FRACTION_KEY: float(settings.eval_fraction),
+        CALIBRATION_FRACTION_KEY: float(settings.calibration_fraction),
         JPEG_QUALITY_KEY: settings.jpeg_quality,
         MAX_IMAGE_PIXELS_KEY: settings.max_image_pixels,
         DIRECT_THREADS_UP_TO_KEY: settings.direct_threads_up_to,
@@ -99,6 +102,7 @@ def settings_from_exec_properties(props: dict[str, Any]) -> CleanerSettings:
         near_duplicate_distance=int(props[NEAR_DUPLICATE_DISTANCE_KEY]),
         balance=bool(props[BALANCE_KEY]),
         eval_fraction=float(props[EVAL_FRACTION_KEY]),
+        calibration_fraction=float(props[CALIBRATION_FRACTION_KEY]),
         jpeg_quality=int(props[JPEG_QUALITY_KEY]),
         max_image_pixels=int(props[MAX_IMAGE_PIXELS_KEY]),
         direct_threads_up_to=int(props[DIRECT_THREADS_UP_TO_KEY]),

@@ -4,7 +4,7 @@
                       │                                                                 └─ [(sha256, JPEG)] ──┐  │
                       └────────────────────────── AsList ──────────────────── Decide (funnel.decide) ◄────┘──┘
                                                                                ├─ ledger.jsonl, report.json
-                                                          kept (side input) ───┴─ tf.Examples ─ Split-train/, Split-eval/
+                                                          kept (side input) ───┴─ tf.Examples ─ Split-{train,eval,calibration}/
 
 Each file is decoded once, whatever number of URLs gave it; files travel in batches of
 ``FILES_PER_BATCH``, so Beam's per-element cost is paid once per batch. Only the small
@@ -34,7 +34,7 @@ from keyclass.components.cleaner.settings import CleanerSettings
 ENCODED_TAG = "encoded"
 TFRECORD_PREFIX = "data_tfrecord"  # as TFX's ExampleGen names its files
 TFRECORD_SUFFIX = ".gz"
-SPLITS = (layout.TRAIN_SPLIT, layout.EVAL_SPLIT)
+SPLITS = funnel.SPLIT_STAGES  # train, eval, calibration
 
 
 def process_image(
@@ -162,6 +162,7 @@ def decide_all(
         near_duplicate_distance=settings.near_duplicate_distance,
         balance=settings.balance,
         eval_fraction=settings.eval_fraction,
+        calibration_fraction=settings.calibration_fraction,
     )
     kept = {}
     for r, d in zip(records, decisions, strict=True):

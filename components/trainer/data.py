@@ -60,8 +60,10 @@ def make_dataset(
     num_classes: int = 0,
     shuffle_labels: bool = False,
     cache: bool | None = None,
+    with_keys: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of (float32 pixels 0..255 (N,S,S,3), int32 labels (N,)).
+    """Batches of (float32 pixels 0..255 (N,S,S,3), int32 labels (N,)), and with
+    ``with_keys`` each image's ``image/sha256`` (N,) third.
 
     ``shuffle_labels`` replaces each training label with a content-keyed random class:
     a deliberately worse model for gate tests. ``cache=None`` caches when the decoded
@@ -91,7 +93,7 @@ def make_dataset(
             if num_classes < 2:
                 raise ValueError("shuffle_labels needs num_classes")
             label = tf.cast(tf.strings.to_hash_bucket_fast(ex[layout.F_SHA256], num_classes), tf.int32)
-        return img, label
+        return (img, label, ex[layout.F_SHA256]) if with_keys else (img, label)
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache is None:
@@ -101,7 +103,7 @@ def make_dataset(
     if training:
         ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, *rest: (tf.cast(x, tf.float32), *rest), num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment:
         augmenter = make_augmenter(seed)
         # Sequential on purpose: the layers draw from one seeded generator, and parallel

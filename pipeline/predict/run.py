@@ -122,11 +122,15 @@ def predict_folder(
     loader: Callable[[Path], Loaded] | None = None,
     workers: int = 4,
     progress: bool = True,
+    certification: dict | None = None,
 ) -> dict:
     """Predict every file under ``root``; write results; return the summary dict.
 
     ``predictor.predict(list_of_bytes, signature="grad_cam")`` must return an object with
-    ``probabilities``, ``class_name``, ``confidence`` and ``heatmap``.
+    ``probabilities``, ``class_name``, ``confidence`` and ``heatmap`` (and, from calibrated
+    models, ``raw_confidence``). A prediction below ``threshold`` is abstained: recorded
+    with its top class, but not assigned to it (no result images, not counted as kept).
+    ``certification`` (from :mod:`predict.certify`) goes into the summary.
     """
     root, results = Path(root), Path(results)
     files = check_inputs(root, results)
@@ -149,20 +153,29 @@ def predict_folder(
                 rel = item.path.relative_to(root)
                 rec: dict = {"file": str(rel), "truth": truth.true_label(item.path, root, classes)}
                 if item.error is not None:
-                    rec.update(error=item.error, kept=False, **{"class": None, "confidence": None})
+                    rec.update(
+                        error=item.error,
+                        kept=False,
+                        abstained=None,
+                        raw_confidence=None,
+                        **{"class": None, "confidence": None},
+                    )
                     records.append(rec)
                     continue
                 probs = np.asarray(out.probabilities[gi], dtype=np.float64)
                 name = out.class_name[gi]
                 name = name.decode() if isinstance(name, bytes) else str(name)
                 conf = float(out.confidence[gi])
+                raw = getattr(out, "raw_confidence", None)
                 kept = conf >= threshold
                 rec.update(
                     {
                         "class": name,
                         "confidence": conf,
+                        "raw_confidence": float(raw[gi]) if raw is not None else None,
                         "probabilities": {c: float(p) for c, p in zip(classes, probs, strict=True)},
                         "kept": kept,
+                        "abstained": not kept,
                         "error": None,
                     }
                 )
@@ -191,7 +204,7 @@ def predict_folder(
     with open(results / "predictions.jsonl", "w") as f:
         for rec in records:
             f.write(json.dumps(rec, sort_keys=True) + "\n")
-    summary = summary_lib.summarize(records, classes, threshold)
+    summary = summary_lib.summarize(records, classes, threshold, certification)
     summary["unreadable_files"] = [{"file": r["file"], "error": r["error"]} for r in records if r["error"]]
     (results / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return summary

@@ -7,7 +7,14 @@ import random
 from keyclass.components.cleaner import funnel
 
 CLASSES = ["cat", "dog"]
-RULES = dict(classes=CLASSES, min_width=100, min_height=100, near_duplicate_distance=4, eval_fraction=0.2)
+RULES = dict(
+    classes=CLASSES,
+    min_width=100,
+    min_height=100,
+    near_duplicate_distance=4,
+    eval_fraction=0.2,
+    calibration_fraction=0.2,
+)
 
 
 def _world(n_cat: int, n_dog: int, seed: int = 0):
@@ -48,18 +55,33 @@ def test_balance_off_keeps_everything():
 def test_split_is_by_content_and_near_the_fraction():
     records, metas = _world(500, 500)
     out = _decide(records, metas)
-    share = sum(d.split == "eval" for d in out) / len(out)
-    assert 0.15 < share < 0.25
+    for split, (low, high) in {"eval": (0.15, 0.25), "calibration": (0.15, 0.25), "train": (0.54, 0.66)}.items():
+        assert low < sum(d.split == split for d in out) / len(out) < high, split
     # A picture's split depends only on its pixels: adding images moves nothing.
     more_records, more_metas = _world(600, 600)
     more = {d.index: d.split for d in _decide(more_records, more_metas, balance=False)}
     assert all(more[d.index] == d.split for d in out)
 
 
-def test_tiny_classes_still_get_both_splits():
+def test_tiny_classes_still_get_every_split():
     records, metas = _world(2, 2)
-    splits = {(d.label, d.split) for d in _decide(records, metas)}
+    splits = {(d.label, d.split) for d in _decide(records, metas, calibration_fraction=0.0)}
     assert splits == {(0, "train"), (0, "eval"), (1, "train"), (1, "eval")}
+    for n in (3, 4, 5):
+        records, metas = _world(n, n)
+        splits = {(d.label, d.split) for d in _decide(records, metas)}
+        assert splits == {(c, s) for c in (0, 1) for s in ("train", "eval", "calibration")}, n
+
+
+def test_the_calibration_split_leaves_the_eval_split_as_it_was():
+    """The held-out split is carved from train: no eval picture moves, so a model's
+    early stopping sees the same images it saw before the split existed."""
+    records, metas = _world(300, 300)
+    two = _decide(records, metas, calibration_fraction=0.0)
+    three = _decide(records, metas)
+    assert [d.index for d in two if d.split == "eval"] == [d.index for d in three if d.split == "eval"]
+    assert all(a.split == "train" for a, b in zip(two, three, strict=True) if b.split == "calibration")
+    assert sum(d.split == "calibration" for d in three) > 0
 
 
 def test_an_empty_class_does_not_empty_the_others():
@@ -114,6 +136,7 @@ def test_failures_and_reports_add_up():
         "balanced": 4,
         "train": rep["classes"]["cat"]["funnel"]["train"],
         "eval": rep["classes"]["cat"]["funnel"]["eval"],
+        "calibration": rep["classes"]["cat"]["funnel"]["calibration"],
     }
     dog = rep["classes"]["dog"]["funnel"]
     assert (dog["found"], dog["downloaded"], dog["decoded"], dog["large_enough"]) == (7, 6, 5, 4)

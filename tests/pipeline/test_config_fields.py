@@ -49,6 +49,7 @@ ZERO_IS_VALID = {
     "train.seed": "a seed like any other",
     "gate.max_loss_increase": "no worse than the latest blessed model",
     "predict.version": "the newest version",
+    "predict.target_precision": "off: the threshold -t decides",
     "runner.direct_num_workers": "all cores",
 }
 

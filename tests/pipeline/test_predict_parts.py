@@ -10,6 +10,7 @@ from PIL import Image
 
 from keyclass.components.errors import ConfigError
 from keyclass.pipeline.predict import summary, truth, visualize
+from keyclass.pipeline.predict.certify import ThresholdChoice
 from keyclass.pipeline.predict.results_dir import MARKER
 from keyclass.pipeline.predict.run import PredictError, check_inputs, predict_folder, prepare_results_dir
 from tests.fixtures import images as fx
@@ -72,9 +73,31 @@ def test_table_arithmetic_matches_the_seed_definitions():
     assert "threshold accuracy" in text and "75.00%" in text
 
 
+def test_selective_figures_coverage_ece_and_aurc():
+    recs = [
+        _rec("cat", "cat", 0.95),
+        _rec("cat", "dog", 0.95),  # kept, wrong
+        _rec("dog", "dog", 0.65),  # abstained
+        _rec(None, "dog", 0.97),  # unlabelled, kept
+    ]
+    choice = ThresholdChoice(0.9, "threshold", 0.9, certified_lower_bound=0.93, held_out_images=400)
+    s = summary.summarize(recs, CLASSES, 0.9, choice.summary_fields())
+    assert s["kept"] == 3 and s["abstained"] == 1 and s["coverage"] == pytest.approx(3 / 4)
+    assert s["selective_accuracy"] == pytest.approx(1 / 2) == s["table"]["threshold_accuracy"]
+    # Labelled only: bin of 0.95 has accuracy 1/2 (|0.5 - 0.95|, 2 of 3), bin of 0.65 has 1 (|1 - 0.65|, 1 of 3).
+    assert s["ece"] == pytest.approx((2 * 0.45 + 0.35) / 3)
+    # Ties at 0.95 go together: risk 1/2 at coverage 2/3 (twice), then 1/3 with all three.
+    assert s["aurc"] == pytest.approx((0.5 + 0.5 + 1 / 3) / 3)
+    assert s["certified_precision_lower_bound"] == 0.93 and s["certification"]["held_out_images"] == 400
+    text = summary.format_table(s)
+    assert "abstained (below threshold) 1" in text and "coverage 75.0%" in text and "ECE (15 bins)" in text
+    assert "certified precision at 0.9: >= 93.00% at 90% confidence (400 held-out images)" in text
+
+
 def test_no_table_without_truth():
     s = summary.summarize([_rec(None, "cat", 0.99)], CLASSES, 0.9)
     assert s["truth_known"] is False and "table" not in s
+    assert s["ece"] is None and s["aurc"] is None and s["selective_accuracy"] is None and s["coverage"] == 1.0
 
 
 def test_threshold_is_inclusive(tmp_path):

@@ -16,7 +16,9 @@ def make_model(root: Path, files: int = 4, size: int = 1000, seed: int = 0) -> P
     for i in range(files):
         (root / "variables" / f"variables.data-{i:05d}-of-{files:05d}").write_bytes(rng.randbytes(size))
     (root / "variables" / "variables.index").write_bytes(rng.randbytes(64))
-    (root / "assets.extra" / "keyclass.json").write_text('{"classes": ["a", "b"]}')
+    # A sound calibration record, as every keyclass export carries (the Pusher refuses a model without).
+    calibration = '{"temperature": 1.2, "ece_before": 0.04, "ece_after": 0.01}'
+    (root / "assets.extra" / "keyclass.json").write_text(f'{{"classes": ["a", "b"], "calibration": {calibration}}}')
     (root / "saved_model.pb").write_bytes(rng.randbytes(256))
     return root
 

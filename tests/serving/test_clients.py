@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from keyclass.components.calibration import softmax
 from keyclass.serving.grpc_client import GrpcPredictor
 from keyclass.serving.local import LocalPredictor
 from keyclass.serving.predictor import make_predictor
@@ -21,6 +22,7 @@ from keyclass.serving.types import (
     ServerUnavailableError,
     SignatureError,
 )
+from tests.serving.conftest import TEMPERATURE
 from tests.serving.standin_server import StandinServer
 
 SIGNATURES = ["serving_default", "grad_cam", "grad_cam_class", "serving_tf_example"]
@@ -78,6 +80,10 @@ def test_remote_answers_match_local(remote, local, images, signature):
     want, got = local.predict(images, signature, idx), remote.predict(images, signature, idx)
     np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-5)
     np.testing.assert_allclose(got.confidence, want.confidence, atol=1e-5)
+    np.testing.assert_allclose(got.raw_confidence, want.raw_confidence, atol=1e-5)
+    # Served calibrated: softmax(logits / T), logits recovered from the raw softmax.
+    logits = np.log(got.raw_probabilities.astype(np.float64))
+    np.testing.assert_allclose(got.probabilities, softmax(logits, TEMPERATURE), atol=1e-5)
     assert got.class_name == want.class_name and got.class_id.tolist() == want.class_id.tolist()
     if want.heatmap is None:
         assert got.heatmap is None

@@ -22,7 +22,7 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("examples"))
-    boxes = scenes.write_examples(root, {"train": 160, "eval": 40}, SIZE, seed=3)
+    boxes = scenes.write_examples(root, {"train": 160, "eval": 40, "calibration": 40}, SIZE, seed=3)
     return root, boxes
 
 
@@ -114,6 +114,24 @@ def test_run_fn_trains_both_phases_and_exports(records, tmp_path):
     assert (tmp_path / "run" / "history.png").stat().st_size > 1000
     assert any(p.name.startswith("events.out") for p in (tmp_path / "run").rglob("*"))
     assert (tmp_path / "serving" / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    # Calibration: T fitted on eval, measured and certified on the calibration split,
+    # inside the model and in its metadata (the shared contract's keys).
+    block = meta["calibration"]
+    assert {"temperature", "ece_before", "ece_after", "bins", "images", "confidence", "certified_thresholds"} <= set(
+        block
+    )
+    # A quarter of the 40 calibration images fits T, the other 30 measure and certify.
+    assert block["bins"] == 15 and block["images"] == 30 and block["temperature_images"] == 10
+    assert block["confidence"] == 0.9
+    assert set(block["certified_thresholds"]) == {"0.95", "0.99", "0.995"}
+    assert np.isclose(float(loaded.temperature.numpy()), block["temperature"], rtol=1e-6)
+    assert len(block["scores"]["calibration"]["confidence"]) == 30 and len(block["scores"]["pilot"]["correct"]) == 50
+    report = json.loads((tmp_path / "run" / "calibration.json").read_text())
+    assert report["fitted_on"] == {"split": "calibration (temperature part)", "images": 10}
+    assert report["measured_on"] == {"split": "calibration (the rest)", "images": 30}
+    assert report["ece_before"] == block["ece_before"] and report["ece_after"] == block["ece_after"]
+    for png in ("reliability.png", "risk_coverage.png"):
+        assert (tmp_path / "run" / png).stat().st_size > 1000, png
 
 
 def test_gradcam_peak_falls_on_the_object(tmp_path):
