@@ -11,8 +11,11 @@ import shutil
 from pathlib import Path
 
 from keyclass.components.classes import keyword_file
-from keyclass.pipeline import store
+from keyclass.pipeline import store, terminal
 from keyclass.pipeline.config import ConfigError, KeyclassConfig
+
+# Every command checks its arguments and settings before it imports TensorFlow, TFX or
+# Beam (seconds), so a bad argument is refused at once; the heavy imports are local.
 
 
 def _require_classes(cfg: KeyclassConfig) -> None:
@@ -56,16 +59,23 @@ def format_funnel(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _run_pipeline(cfg: KeyclassConfig, ingestion_only: bool):
+    """The local run with a line per stage."""
+    from keyclass.pipeline.local_runner import run_local
+    from keyclass.pipeline.pipeline import stages
+
+    with terminal.stage_lines(stages(ingestion_only)):
+        return run_local(cfg, ingestion_only=ingestion_only)
+
+
 def dataset(cfg: KeyclassConfig, out: str) -> dict:
     """crawl → clean → validate; copy TFRecords, ledger and report to ``out``."""
-    from keyclass.pipeline.local_runner import run_local
-
     _require_classes(cfg)
     check_sources(cfg)
     out_dir = Path(out)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"--out {out_dir} is not empty; choose an empty or new folder")
-    outcome = run_local(cfg, ingestion_only=True)
+    outcome = _run_pipeline(cfg, ingestion_only=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split_dir in sorted(Path(outcome.examples_uri).glob("Split-*")):
         shutil.copytree(split_dir, out_dir / split_dir.name)
@@ -79,13 +89,12 @@ def train(cfg: KeyclassConfig, report: bool = True, command: str = "train"):
     """The whole pipeline: crawl, clean, validate, train, gate, push. With ``report``
     the run's HTML report is written too; a run that fails part-way gets one always."""
     from keyclass.pipeline import run_report
-    from keyclass.pipeline.local_runner import run_local
 
     _require_classes(cfg)
     check_sources(cfg)
     before = run_report.run_ids(cfg)
     try:
-        outcome = run_local(cfg)
+        outcome = _run_pipeline(cfg, ingestion_only=False)
     except Exception as e:
         run_report.after_failure(cfg, command, e, runs_before=before)
         raise
@@ -189,13 +198,31 @@ def serving_config(
     return text
 
 
-def make_predictor(cfg: KeyclassConfig):
-    """The predictor for ``cfg``: a TF Serving endpoint, or the newest local model for
-    exactly these classes. Refuses unknown models and class mismatches."""
-    from keyclass.serving.predictor import make_predictor as make
+def _stored_model(cfg: KeyclassConfig) -> store.StoredModel:
+    """The newest local model for exactly these classes (and the asked version)."""
+    p = cfg.predict
+    found = store.find_model(cfg.models_dir, cfg.classes, version=p.version)
+    if found is None:
+        have = sorted({", ".join(m.classes) for m in store.list_models(cfg.models_dir)})
+        hint = f" (stored: {'; '.join(have)})" if have else ""
+        raise ConfigError(
+            f"no model trained on exactly {cfg.crawl.classes}"
+            + (f" at version {p.version}" if p.version else "")
+            + f" in {cfg.models_dir}{hint}; train one with keyclass train or keyclass run"
+        )
+    return found
 
+
+def make_predictor(cfg: KeyclassConfig, found: store.StoredModel | None = None):
+    """The predictor for ``cfg``: a TF Serving endpoint, or the newest local model for
+    exactly these classes (``found``, when already looked up). Refuses unknown models
+    and class mismatches."""
     _require_classes(cfg)
     p = cfg.predict
+    if not p.server:
+        found = found or _stored_model(cfg)
+    from keyclass.serving.predictor import make_predictor as make
+
     if p.server:
         predictor = make(
             p.server,
@@ -208,15 +235,6 @@ def make_predictor(cfg: KeyclassConfig):
             ca_file=p.ca_file or None,
         )
     else:
-        found = store.find_model(cfg.models_dir, cfg.classes, version=p.version)
-        if found is None:
-            have = sorted({", ".join(m.classes) for m in store.list_models(cfg.models_dir)})
-            hint = f" (stored: {'; '.join(have)})" if have else ""
-            raise ConfigError(
-                f"no model trained on exactly {cfg.crawl.classes}"
-                + (f" at version {p.version}" if p.version else "")
-                + f" in {cfg.models_dir}{hint}; train one with keyclass train or keyclass run"
-            )
         predictor = make("", model_name=found.model_name, saved_model_dir=found.path)
     classes = sorted(predictor.classes)
     if classes != sorted(cfg.crawl.classes):
@@ -238,33 +256,35 @@ def check_predict_paths(cfg: KeyclassConfig, path: str) -> None:
 def predict(cfg: KeyclassConfig, path: str, progress: bool = True, command: str = "predict") -> dict:
     """Predict every image under ``path``; write the results folder and its HTML report;
     return the summary (``summary["report"]``: the report's path, or "")."""
-    from keyclass.pipeline.predict.certify import choose_threshold, model_calibration
-    from keyclass.pipeline.predict.run import predict_folder
-
     _require_classes(cfg)
     check_predict_paths(cfg, path)
-    predictor = make_predictor(cfg)
-    choice = choose_threshold(
-        model_calibration(predictor),
-        len(predictor.classes),
-        threshold=cfg.predict.threshold,
-        target_precision=cfg.predict.target_precision or None,
-        confidence=cfg.predict.confidence_level,
-    )
-    summary = predict_folder(
-        predictor,
-        list(predictor.classes),
-        path,
-        cfg.predict.results,
-        threshold=choice.threshold,
-        certification=choice.summary_fields(),
-        batch_size=cfg.predict.batch_size,
-        segmentation_fraction=cfg.predict.segmentation_fraction,
-        image_size=getattr(predictor, "image_size", None) or cfg.image_size,
-        overwrite=cfg.predict.overwrite,
-        progress=progress,
-        faithfulness_steps=cfg.predict.faithfulness_steps if cfg.predict.faithfulness else 0,
-    )
+    found = None if cfg.predict.server else _stored_model(cfg)
+    with terminal.stage("predict"):
+        from keyclass.pipeline.predict.certify import choose_threshold, model_calibration
+        from keyclass.pipeline.predict.run import predict_folder
+
+        predictor = make_predictor(cfg, found)
+        choice = choose_threshold(
+            model_calibration(predictor),
+            len(predictor.classes),
+            threshold=cfg.predict.threshold,
+            target_precision=cfg.predict.target_precision or None,
+            confidence=cfg.predict.confidence_level,
+        )
+        summary = predict_folder(
+            predictor,
+            list(predictor.classes),
+            path,
+            cfg.predict.results,
+            threshold=choice.threshold,
+            certification=choice.summary_fields(),
+            batch_size=cfg.predict.batch_size,
+            segmentation_fraction=cfg.predict.segmentation_fraction,
+            image_size=getattr(predictor, "image_size", None) or cfg.image_size,
+            overwrite=cfg.predict.overwrite,
+            progress=progress,
+            faithfulness_steps=cfg.predict.faithfulness_steps if cfg.predict.faithfulness else 0,
+        )
     from keyclass.pipeline import run_report
 
     summary["report"] = run_report.for_prediction(cfg, command, path, predictor)
@@ -290,3 +310,12 @@ def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bo
             run_report.after_failure(cfg, "run", error)
             raise error
     return predict(cfg, path, progress=progress, command="run"), trained
+
+
+def compile_kubeflow(cfg: KeyclassConfig, output: str) -> dict:
+    """Compile the pipeline for Kubeflow Pipelines to ``output``; returns the spec."""
+    from keyclass.pipeline import kubeflow_runner
+
+    _require_classes(cfg)
+    kubeflow_runner.cloud_paths(cfg)  # refuses missing cloud paths before TFX loads
+    return kubeflow_runner.compile_pipeline(cfg, output)

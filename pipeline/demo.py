@@ -9,6 +9,7 @@ accuracy table and leaves the Grad-CAM result images in the results folder.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -69,6 +70,8 @@ def run_demo(
 ) -> int:
     """Run the demo; returns the process exit code."""
     t0 = time.perf_counter()
+    # Every setting checked before any work (the engine's address is known only later).
+    demo_config(copy.deepcopy(cfg), "http://127.0.0.1/images/async", per_class, results, set(user_keys))
     # The demo replaces its results and test folders on every run: only ever folders it
     # created itself (the results folder's rules and marker), checked before any work.
     test_dir = Path(results).parent / "test-images"

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import sys
 import time
 from pathlib import Path
 
@@ -184,11 +183,14 @@ def run_ids(cfg: KeyclassConfig) -> set[str]:
 def for_command(cfg: KeyclassConfig, command: str, **kwargs) -> str:
     """Write a command's report; returns its path, or "" after saying on stderr why it
     could not be written (the command's own result stands either way)."""
+    from keyclass.pipeline import terminal
+
     extra = {k: kwargs.pop(k) for k in ("prediction_path", "server", "model", "error") if k in kwargs}
     try:
-        result = write(cfg, command=command, record=invocation(cfg, command, **extra), **kwargs)
+        with terminal.stage("report"):
+            result = write(cfg, command=command, record=invocation(cfg, command, **extra), **kwargs)
     except Exception as e:  # noqa: BLE001 - a report failure must not hide the run's result
-        print(f"keyclass: the report was not written: {type(e).__name__}: {e}", file=sys.stderr)
+        terminal.write_error(f"the report was not written: {type(e).__name__}: {e}")
         return ""
     return str(result.path)
 
@@ -200,7 +202,9 @@ def after_failure(cfg: KeyclassConfig, command: str, error: BaseException, runs_
         return
     path = for_command(cfg, command, error=f"{type(error).__name__}: {error}")
     if path:
-        print(f"keyclass: the run's report: {path}", file=sys.stderr)
+        from keyclass.pipeline import terminal
+
+        terminal.write_error(f"the run's report: {path}")
 
 
 def for_prediction(cfg: KeyclassConfig, command: str, path: str, predictor) -> str:

@@ -20,6 +20,7 @@ from tfx.types import artifact_utils
 
 from keyclass.components import layout
 from keyclass.components.cleaner import funnel, progress, spec, stages
+from keyclass.components.cleaner.running import direct_running_args, runs_locally
 
 
 class ManifestError(ValueError):
@@ -46,13 +47,17 @@ def read_manifest(raw_uri: str) -> list[funnel.Record]:
     return records
 
 
+def closing_line(totals: dict[str, Any], files: int) -> str:
+    """The cleaner's one line: what the found images became."""
+    outcomes = totals["outcomes"]
+    rest = ", ".join(f"{n} {o}" for o, n in outcomes.items() if o != funnel.KEPT and n)
+    return f"clean: {totals['found']} found ({files} files): {outcomes.get(funnel.KEPT, 0)} kept" + (
+        f" ({rest})" if rest else ""
+    )
+
+
 class Executor(base_beam_executor.BaseBeamExecutor):
     """Cleans a RawImages artifact into train/eval/calibration Examples and a CleaningReport."""
-
-    def _runs_locally(self) -> bool:
-        """Beam's DirectRunner (the default): workers share this machine's disk."""
-        runners = [a.split("=", 1)[1] for a in self._beam_pipeline_args or [] if a.startswith("--runner=")]
-        return not runners or runners[-1] in ("DirectRunner", "direct")
 
     def Do(
         self,
@@ -72,13 +77,17 @@ class Executor(base_beam_executor.BaseBeamExecutor):
             fileio.makedirs(stages.split_dir(examples.uri, split))
         fileio.makedirs(report.uri)
         files = sum(len(batch) for batch in stages.file_batches(records, settings.classes))
-        with progress.ProgressBar(files, enabled=self._runs_locally()) as bar:
+        beam_args = list(self._beam_pipeline_args or [])
+        self._beam_pipeline_args = direct_running_args(beam_args, files, settings.direct_threads_up_to)
+        logging.info("ImageCleaner: %d files; Beam arguments %s", files, self._beam_pipeline_args)
+        with progress.ProgressBar(files, enabled=runs_locally(beam_args)) as bar:
             with self._make_beam_pipeline() as p:
                 stages.build_pipeline(p, records, raw.uri, settings, examples.uri, report.uri, bar.dir)
+            with fileio.open(os.path.join(report.uri, layout.REPORT), "r") as f:
+                totals = json.load(f)["totals"]
+            bar.finish(closing_line(totals, files))
 
         examples.split_names = artifact_utils.encode_split_names(list(stages.SPLITS))
-        with fileio.open(os.path.join(report.uri, layout.REPORT), "r") as f:
-            totals = json.load(f)["totals"]
         for outcome, n in totals["outcomes"].items():
             report.set_int_custom_property(f"num_{outcome}", int(n))
         logging.info("ImageCleaner: %s", totals["outcomes"])

@@ -13,6 +13,7 @@ from keyclass.components.errors import ConfigError, check_int, check_range
 MIN_IMAGE_SIZE = 32
 MAX_IMAGE_SIDE = 10_000  # a minimum side above this would drop every photo
 MAX_PIXELS_CAP = 1_000_000_000  # a gigapixel: larger caps only invite decompression bombs
+DIRECT_THREADS_CAP = 100_000_000  # files: beyond any local job
 
 
 @dataclasses.dataclass
@@ -31,6 +32,11 @@ class CleanConfig:
     max_image_pixels: int = 64_000_000
     # Allowed relative deviation of a class's share from 1/K in the validation gate.
     balance_tolerance: float = 0.2
+    # On Beam's DirectRunner, jobs of up to this many stored files decode in threads of
+    # the executor's process (Pillow releases the GIL), larger ones in the configured
+    # running mode (worker processes: seconds to start each, paid back only on large
+    # jobs). 0: always the configured mode. See running.direct_running_args.
+    direct_threads_up_to: int = 20_000
 
     def validate(self, prefix: str = "clean.") -> None:
         """Refuse cleaning settings that cannot work, naming each."""
@@ -50,6 +56,7 @@ class CleanConfig:
         check_int(self.max_image_pixels, 1, MAX_PIXELS_CAP, f"{prefix}max_image_pixels")
         # A class's share may deviate from 1/K by this fraction of 1/K: above 1 it has no lower bound.
         check_range(self.balance_tolerance, 0, 1, f"{prefix}balance_tolerance")
+        check_int(self.direct_threads_up_to, 0, DIRECT_THREADS_CAP, f"{prefix}direct_threads_up_to")
 
 
 # The CleanConfig fields the cleaner itself uses (balance_tolerance is the gate's).
@@ -62,6 +69,7 @@ CLEANER_FIELDS = (
     "calibration_fraction",
     "jpeg_quality",
     "max_image_pixels",
+    "direct_threads_up_to",
 )
 
 
@@ -80,6 +88,7 @@ class CleanerSettings:
     calibration_fraction: float = CleanConfig.calibration_fraction
     jpeg_quality: int = CleanConfig.jpeg_quality
     max_image_pixels: int = CleanConfig.max_image_pixels
+    direct_threads_up_to: int = CleanConfig.direct_threads_up_to
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(parse_classes(list(self.classes))))

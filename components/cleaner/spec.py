@@ -37,6 +37,7 @@ EVAL_FRACTION_KEY = "eval_fraction"
 CALIBRATION_FRACTION_KEY = "calibration_fraction"
 JPEG_QUALITY_KEY = "jpeg_quality"
 MAX_IMAGE_PIXELS_KEY = "max_image_pixels"
+DIRECT_THREADS_UP_TO_KEY = "direct_threads_up_to"
 # Not a setting: part of TFX's cache key, so an upgraded cleaner cleans again.
 KEYCLASS_VERSION_KEY = VERSION_KEY
 
@@ -51,6 +52,7 @@ PARAMETER_TYPES: dict[str, type] = {
     CALIBRATION_FRACTION_KEY: float,
     JPEG_QUALITY_KEY: int,
     MAX_IMAGE_PIXELS_KEY: int,
+    DIRECT_THREADS_UP_TO_KEY: int,
     KEYCLASS_VERSION_KEY: str,
 }
 
@@ -78,6 +80,7 @@ def exec_properties(settings: CleanerSettings) -> dict[str, Any]:
         CALIBRATION_FRACTION_KEY: float(settings.calibration_fraction),
         JPEG_QUALITY_KEY: settings.jpeg_quality,
         MAX_IMAGE_PIXELS_KEY: settings.max_image_pixels,
+        DIRECT_THREADS_UP_TO_KEY: settings.direct_threads_up_to,
         KEYCLASS_VERSION_KEY: keyclass_version(),
     }
 
@@ -102,6 +105,7 @@ def settings_from_exec_properties(props: dict[str, Any]) -> CleanerSettings:
         calibration_fraction=float(props[CALIBRATION_FRACTION_KEY]),
         jpeg_quality=int(props[JPEG_QUALITY_KEY]),
         max_image_pixels=int(props[MAX_IMAGE_PIXELS_KEY]),
+        direct_threads_up_to=int(props[DIRECT_THREADS_UP_TO_KEY]),
     )
 
 

@@ -70,6 +70,7 @@ def make_dataset(
     split fits in ``CACHE_LIMIT_BYTES``.
     """
     files = list_files(file_patterns)
+    records = count_records(files)
     ds = tf.data.Dataset.from_tensor_slices(files)
     ds = ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
@@ -77,6 +78,10 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
+    # A finite dataset of known length: read from files, its cardinality is unknown, and
+    # Keras then runs the first epoch into the end of the data and warns "Your input ran
+    # out of data; interrupting training". With it, Keras knows the steps per epoch.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(records))
 
     def parse(record):
         ex = tf.io.parse_single_example(record, _FEATURES)
@@ -92,7 +97,7 @@ def make_dataset(
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache is None:
-        cache = count_records(files) * image_size * image_size * 3 < CACHE_LIMIT_BYTES
+        cache = records * image_size * image_size * 3 < CACHE_LIMIT_BYTES
     if cache:
         ds = ds.cache()
     if training:

@@ -19,7 +19,7 @@ import tensorflow as tf
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from keyclass.components import layout
+from keyclass.components import layout, progress
 from keyclass.components.classes import ClassList
 from keyclass.components.trainer import calibrate, data, export, train
 from keyclass.components.trainer.model import build_classifier
@@ -96,18 +96,25 @@ def run_fn(fn_args: FnArgs) -> None:
     eval_ds = data.make_dataset(fn_args.eval_files, image_size, tc.batch_size, training=False)
     clf = build_classifier(tc.backbone, image_size, classes, weights=tc.weights, seed=tc.seed)
     logging.info("Training %s on %s at %dpx", tc.backbone, classes, image_size)
-    result = train.train(
-        clf,
-        train_ds,
-        eval_ds,
-        learning_rate=tc.learning_rate,
-        max_epochs=tc.max_epochs,
-        patience=tc.early_stopping_patience,
-        fine_tune_epochs=tc.fine_tune_epochs,
-        fine_tune_learning_rate=tc.fine_tune_learning_rate,
-        log_dir=fn_args.model_run_dir,
-        cache_features=tc.cache_features,
-    )
+    # Verbose runs keep Keras' own line per epoch; otherwise one bar for both phases.
+    verbose = progress.level() >= progress.VERBOSE
+    epochs = tc.max_epochs + max(tc.fine_tune_epochs, 0)
+    with progress.Bar(epochs, "train", unit="epoch", draw=not verbose) as bar:
+        result = train.train(
+            clf,
+            train_ds,
+            eval_ds,
+            learning_rate=tc.learning_rate,
+            max_epochs=tc.max_epochs,
+            patience=tc.early_stopping_patience,
+            fine_tune_epochs=tc.fine_tune_epochs,
+            fine_tune_learning_rate=tc.fine_tune_learning_rate,
+            log_dir=fn_args.model_run_dir,
+            cache_features=tc.cache_features,
+            verbose=2 if verbose else 0,
+            callbacks=[] if verbose else [train.EpochBar(bar)],
+        )
+        bar.close(train.closing_line(result))
     train.write_history(result, fn_args.model_run_dir)
 
     cal_files = sibling_split_files(fn_args.eval_files, cc.get(CALIBRATION_SPLIT_KEY, layout.CALIBRATION_SPLIT))

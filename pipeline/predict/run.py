@@ -19,8 +19,8 @@ from urllib.parse import quote
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
+from keyclass.components import progress as terminal_progress
 from keyclass.components.errors import ConfigError
 from keyclass.pipeline.predict import faithfulness, truth, visualize
 from keyclass.pipeline.predict import summary as summary_lib
@@ -140,7 +140,7 @@ def predict_folder(
     prepare_results_dir(results, overwrite, prediction_root=root)
     load = loader or default_loader(image_size)
     records: list[dict] = []
-    bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress)
+    bar = terminal_progress.Bar(len(files), "predict", draw=progress)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending_writes: list[Future] = []
         batches = list(_batches(files, batch_size))
@@ -205,7 +205,14 @@ def predict_folder(
                 paths, box = fut.result()
                 rec["images"] = paths
                 rec["bbox"] = box
-    bar.close()
+    kept = sum(1 for r in records if r["kept"])
+    unreadable = sum(1 for r in records if r["error"])
+    bar.close(
+        f"predict: {len(records)} files, {kept} at or above {threshold:g}"
+        + (f", {unreadable} unreadable" if unreadable else "")
+        if progress
+        else None
+    )
     with open(results / "predictions.jsonl", "w") as f:
         for rec in records:
             f.write(json.dumps(rec, sort_keys=True) + "\n")

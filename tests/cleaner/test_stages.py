@@ -34,8 +34,8 @@ def test_decode_dofn_emits_metadata_and_model_jpegs(tmp_path):
     with TestPipeline() as p:
         out = (
             p
-            | beam.Create([items[:2], items[2:]])
-            | beam.ParDo(stages.DecodeImages(str(tmp_path), 32, 90, 1_000_000)).with_outputs(
+            | beam.Create([0, 1])
+            | beam.ParDo(stages.DecodeImages(str(tmp_path), 32, 90, 1_000_000, [items[:2], items[2:]])).with_outputs(
                 stages.ENCODED_TAG, main="meta"
             )
         )

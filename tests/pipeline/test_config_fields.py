@@ -44,6 +44,7 @@ ZERO_IS_VALID = {
     "crawl.per_host_delay_s": "no per-host delay",
     "clean.near_duplicate_distance": "only identical pHashes are near duplicates",
     "clean.balance_tolerance": "exact balance",
+    "clean.direct_threads_up_to": "never threads: the DirectRunner's configured running mode for every job",
     "train.early_stopping_patience": "stop at the first epoch without improvement",
     "train.fine_tune_epochs": "skip fine-tuning",
     "train.seed": "a seed like any other",

@@ -168,3 +168,43 @@ def test_gradcam_peak_falls_on_the_object(tmp_path):
         if x0 - cell <= cx <= x1 + cell and y0 - cell <= cy <= y1 + cell:
             hits += 1
     assert hits / len(test_boxes) >= 0.7, f"peak on object in {hits}/{len(test_boxes)} images"
+
+
+def test_training_runs_whole_epochs_without_running_out_of_data(records, recwarn):
+    """Keras warns "Your input ran out of data" when it runs an epoch into the end of a
+    dataset of unknown length; the datasets say their length, so each epoch is whole."""
+    root, boxes = records
+    train_ds = data.make_dataset(_files(root, "train"), SIZE, 16, training=True, seed=1)
+    eval_ds = data.make_dataset(_files(root, "eval"), SIZE, 16, training=False)
+    assert int(train_ds.cardinality()) == len(boxes["train"]) // 16  # 160 / 16
+    assert int(eval_ds.cardinality()) == -(-len(boxes["eval"]) // 16)
+    clf = build_classifier("tiny", SIZE, scenes.CLASSES, weights="none", seed=1)
+    for cache_features in (False, True):
+        train.train_transfer(clf, train_ds, eval_ds, max_epochs=2, patience=2, verbose=0, cache_features=cache_features)
+    ran_out = [w for w in recwarn if "ran out of data" in str(w.message)]
+    assert not ran_out, ran_out[0].message
+
+
+def test_the_train_stage_ends_as_one_line(records, tmp_path, capsys):
+    from keyclass.components import progress
+
+    root, _ = records
+    saved = (progress.bars_setting(), progress.level())
+    progress.configure(bars=False, level=progress.NORMAL)
+    try:
+        tc = TrainConfig(backbone="tiny", weights="none", batch_size=16, max_epochs=2, fine_tune_epochs=1)
+        run_fn(
+            FnArgs(
+                train_files=_files(root, "train"),
+                eval_files=_files(root, "eval"),
+                serving_model_dir=str(tmp_path / "serving"),
+                model_run_dir=str(tmp_path / "run"),
+                custom_config=trainer_custom_config(scenes.CLASSES, SIZE, tc),
+            )
+        )
+    finally:
+        progress.configure(bars=saved[0], level=saved[1])
+    out, err = capsys.readouterr()
+    assert "Epoch 1/2" not in out + err  # Keras' own lines only with -v
+    (line,) = [line for line in err.splitlines() if line.startswith("train:")]
+    assert line.startswith("train: 3 epochs (frozen 2, fine-tuned 1; kept ") and "val_loss 0." in line
