@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 CLASSES = ["circle", "square"]
 SERVED = 30  # per class; the run asks for more, so the engine runs out
-STAGES = ("crawl", "clean", "validate", "train", "evaluate", "push", "predict")
+STAGES = ("crawl", "clean", "validate", "train", "evaluate", "push", "predict", "report")
 
 # What library noise looks like (any of these on a line fails the test).
 NOISE = [
