@@ -41,3 +41,7 @@ F_PHASH = "image/phash"
 F_ORIG_WIDTH = "image/original_width"
 F_ORIG_HEIGHT = "image/original_height"
 F_ORIG_FORMAT = "image/original_format"
+
+# Inside the Examples artifact, beside the splits: the cleaner's embeddings of the kept
+# images (components/embeddings.py), which the Trainer's phase 1 reuses.
+EMBEDDINGS_DIR = "embeddings"

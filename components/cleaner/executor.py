@@ -1,15 +1,17 @@
-"""ImageCleaner executor: read the manifest, run the cleaning pipeline, mark the outputs.
+"""ImageCleaner executor: read the manifest, run the cleaning, mark the outputs.
 
-``Do()`` unpacks and validates; the work lives in :mod:`components.cleaner.stages`
-(Beam) and :mod:`components.cleaner.funnel` (pure decisions). The Beam pipeline comes
-from ``self._make_beam_pipeline()``, so the pipeline's ``beam_pipeline_args`` (DirectRunner
-in multi-processing mode locally, Dataflow or Flink at scale) reach it.
+``Do()`` unpacks and validates; the work lives in :func:`components.cleaner.cleaning.clean`
+(Beam stages in :mod:`stages`, the curation step in :mod:`curation`, pure decisions in
+:mod:`funnel`). The Beam pipelines come from ``self._make_beam_pipeline()``, so the
+pipeline's ``beam_pipeline_args`` (DirectRunner in multi-processing mode locally,
+Dataflow or Flink at scale) reach them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any
 
 from absl import logging
@@ -19,7 +21,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from keyclass.components import layout
-from keyclass.components.cleaner import funnel, progress, spec, stages
+from keyclass.components.cleaner import cleaning, funnel, progress, spec, stages
 
 
 class ManifestError(ValueError):
@@ -71,14 +73,28 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         for split in stages.SPLITS:
             fileio.makedirs(stages.split_dir(examples.uri, split))
         fileio.makedirs(report.uri)
+        staging = self._staging_dir()
         files = sum(len(batch) for batch in stages.file_batches(records, settings.classes))
-        with progress.ProgressBar(files, enabled=self._runs_locally()) as bar:
-            with self._make_beam_pipeline() as p:
-                stages.build_pipeline(p, records, raw.uri, settings, examples.uri, report.uri, bar.dir)
+        try:
+            with progress.ProgressBar(files, enabled=self._runs_locally()) as bar:
+                rep = cleaning.clean(
+                    records, raw.uri, settings, examples.uri, report.uri, staging, self._make_beam_pipeline, bar.dir
+                )
+        finally:
+            if fileio.exists(staging):
+                fileio.rmtree(staging)
 
         examples.split_names = artifact_utils.encode_split_names(list(stages.SPLITS))
-        with fileio.open(os.path.join(report.uri, layout.REPORT), "r") as f:
-            totals = json.load(f)["totals"]
+        totals, curated = rep["totals"], rep.get("curation", {})
         for outcome, n in totals["outcomes"].items():
             report.set_int_custom_property(f"num_{outcome}", int(n))
-        logging.info("ImageCleaner: %s", totals["outcomes"])
+        report.set_string_custom_property("curation_mode", str(curated.get("mode", "")))
+        logging.info("ImageCleaner: %s; curation %s %s", totals["outcomes"], curated.get("mode"), curated.get("reason"))
+
+    def _staging_dir(self) -> str:
+        """Where the decode stage leaves its files for the write stage: the execution's
+        temporary directory (under the pipeline root, so remote workers reach it), or a
+        local one when ``Do()`` is called without a TFX context."""
+        if self._context is None:
+            return tempfile.mkdtemp(prefix="keyclass-clean-")
+        return os.path.join(self._get_tmp_dir(), "staging")

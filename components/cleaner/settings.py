@@ -1,5 +1,23 @@
 """The cleaner's settings: the ``clean.*`` configuration section and the validated
-values the executor runs with (no TFX import: Beam workers load this module)."""
+values the executor runs with (no TFX import: Beam workers load this module).
+
+Curation settings (see the README's cleaner section for why each default is what it is):
+
+- ``curate``: use the configured backbone's embeddings to confirm near duplicates and to
+  find label issues, when the backbone has pretrained weights (``train.backbone`` and
+  ``train.weights``); off, or without pretrained weights, the cleaner falls back to the
+  pHash rule alone (``near_duplicate_distance``) and prunes no label issues, and says so.
+- ``near_duplicate_candidate_distance``: pHash (64-bit) candidates for confirmation are
+  found by multi-index hashing within this many bits;
+- ``near_duplicate_min_cosine``: a candidate pair is a near copy when the cosine of the two
+  images' duplicate embeddings (pooled and spatial layout features) reaches this;
+- ``label_issue_folds``: out-of-fold probabilities from this many stratified folds;
+- ``off_topic_p_value``: an image is off-topic when its class-conditional Mahalanobis
+  distance (out of fold) is one a clean image of its class reaches with at most this
+  probability, were the class Gaussian;
+- ``max_label_issue_fraction``: at most this share of a class is pruned as label issues
+  (the lowest label quality first), so a poor backbone cannot empty a class.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +27,10 @@ from typing import Any
 
 from keyclass.components.classes import parse_classes
 from keyclass.components.errors import ConfigError, check_non_negative, check_positive, check_range
+from keyclass.components.trainer.settings import TrainConfig
 
 MIN_IMAGE_SIZE = 32
+MAX_HASH_DISTANCE = 32  # of 64 bits: beyond this, two pHashes say nothing about each other
 
 
 @dataclasses.dataclass
@@ -19,6 +39,7 @@ class CleanConfig:
 
     min_width: int = 224
     min_height: int = 224
+    # pHash-only rule (no pretrained backbone, or curate off): Hamming distance in bits.
     near_duplicate_distance: int = 4
     balance: bool = True
     eval_fraction: float = 0.2
@@ -26,13 +47,23 @@ class CleanConfig:
     max_image_pixels: int = 64_000_000
     # Allowed relative deviation of a class's share from 1/K in the validation gate.
     balance_tolerance: float = 0.2
+    # Curation with the backbone's embeddings (module docstring; README "ImageCleaner").
+    curate: bool = True
+    near_duplicate_candidate_distance: int = 20
+    near_duplicate_min_cosine: float = 0.88
+    label_issue_folds: int = 5
+    off_topic_p_value: float = 0.001
+    max_label_issue_fraction: float = 0.3
+    embedding_batch_size: int = 32
 
     def validate(self, prefix: str = "clean.") -> None:
         """Refuse cleaning settings that cannot work, naming each."""
         check_positive(self.min_width, f"{prefix}min_width")
         check_positive(self.min_height, f"{prefix}min_height")
-        if not 0 <= self.near_duplicate_distance <= 32:
-            raise ConfigError(f"{prefix}near_duplicate_distance: must be between 0 and 32 bits")
+        for name in ("near_duplicate_distance", "near_duplicate_candidate_distance"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HASH_DISTANCE:
+                raise ConfigError(f"{prefix}{name}: must be between 0 and {MAX_HASH_DISTANCE} bits, got {value!r}")
         check_range(self.eval_fraction, 0, 1, f"{prefix}eval_fraction", open_low=True)
         if self.eval_fraction >= 1:
             raise ConfigError(f"{prefix}eval_fraction: must be below 1, got {self.eval_fraction}")
@@ -40,6 +71,16 @@ class CleanConfig:
             raise ConfigError(f"{prefix}jpeg_quality: must be between 1 and 100")
         check_positive(self.max_image_pixels, f"{prefix}max_image_pixels")
         check_non_negative(self.balance_tolerance, f"{prefix}balance_tolerance")
+        check_range(self.near_duplicate_min_cosine, -1, 1, f"{prefix}near_duplicate_min_cosine")
+        if isinstance(self.label_issue_folds, bool) or not isinstance(self.label_issue_folds, int):
+            raise ConfigError(f"{prefix}label_issue_folds: must be a whole number, got {self.label_issue_folds!r}")
+        if self.label_issue_folds < 2:
+            raise ConfigError(f"{prefix}label_issue_folds: needs at least 2 folds, got {self.label_issue_folds}")
+        check_range(self.off_topic_p_value, 0, 1, f"{prefix}off_topic_p_value", open_low=True)
+        if self.off_topic_p_value >= 1:
+            raise ConfigError(f"{prefix}off_topic_p_value: must be below 1, got {self.off_topic_p_value}")
+        check_range(self.max_label_issue_fraction, 0, 1, f"{prefix}max_label_issue_fraction")
+        check_positive(self.embedding_batch_size, f"{prefix}embedding_batch_size")
 
 
 # The CleanConfig fields the cleaner itself uses (balance_tolerance is the gate's).
@@ -51,16 +92,26 @@ CLEANER_FIELDS = (
     "eval_fraction",
     "jpeg_quality",
     "max_image_pixels",
+    "curate",
+    "near_duplicate_candidate_distance",
+    "near_duplicate_min_cosine",
+    "label_issue_folds",
+    "off_topic_p_value",
+    "max_label_issue_fraction",
+    "embedding_batch_size",
 )
 
 
 @dataclasses.dataclass(frozen=True)
 class CleanerSettings:
-    """What one ImageCleaner run uses: the class list, the model input size and the
-    ``clean`` fields it needs. Defaults are CleanConfig's, never restated here."""
+    """What one ImageCleaner run uses: the class list, the model input size, the backbone
+    and weights training will use (curation embeds with exactly those), and the ``clean``
+    fields it needs. Defaults are CleanConfig's, never restated here."""
 
     classes: tuple[str, ...]
     image_size: int = 224
+    backbone: str = TrainConfig.backbone
+    weights: str = TrainConfig.weights
     min_width: int = CleanConfig.min_width
     min_height: int = CleanConfig.min_height
     near_duplicate_distance: int = CleanConfig.near_duplicate_distance
@@ -68,17 +119,40 @@ class CleanerSettings:
     eval_fraction: float = CleanConfig.eval_fraction
     jpeg_quality: int = CleanConfig.jpeg_quality
     max_image_pixels: int = CleanConfig.max_image_pixels
+    curate: bool = CleanConfig.curate
+    near_duplicate_candidate_distance: int = CleanConfig.near_duplicate_candidate_distance
+    near_duplicate_min_cosine: float = CleanConfig.near_duplicate_min_cosine
+    label_issue_folds: int = CleanConfig.label_issue_folds
+    off_topic_p_value: float = CleanConfig.off_topic_p_value
+    max_label_issue_fraction: float = CleanConfig.max_label_issue_fraction
+    embedding_batch_size: int = CleanConfig.embedding_batch_size
 
     def __post_init__(self):
         object.__setattr__(self, "classes", tuple(parse_classes(list(self.classes))))
         if not isinstance(self.image_size, int) or self.image_size < MIN_IMAGE_SIZE:
             raise ConfigError(f"ImageCleaner: image_size: must be at least {MIN_IMAGE_SIZE}, got {self.image_size}")
+        if not self.backbone or not self.weights:
+            raise ConfigError("ImageCleaner: backbone and weights: name the backbone training uses")
         CleanConfig(**{f: getattr(self, f) for f in CLEANER_FIELDS}).validate(prefix="ImageCleaner: ")
 
     @classmethod
-    def create(cls, classes: Iterable[str], image_size: int, clean: CleanConfig) -> CleanerSettings:
-        """From the configuration's class list, model input size and ``clean`` section."""
-        return cls(classes=tuple(classes), image_size=image_size, **{f: getattr(clean, f) for f in CLEANER_FIELDS})
+    def create(
+        cls,
+        classes: Iterable[str],
+        image_size: int,
+        clean: CleanConfig,
+        backbone: str = TrainConfig.backbone,
+        weights: str = TrainConfig.weights,
+    ) -> CleanerSettings:
+        """From the configuration's class list, model input size, ``clean`` section and the
+        trainer's backbone and weights."""
+        return cls(
+            classes=tuple(classes),
+            image_size=image_size,
+            backbone=backbone,
+            weights=weights,
+            **{f: getattr(clean, f) for f in CLEANER_FIELDS},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
