@@ -51,7 +51,8 @@ def format_curation(curation: dict) -> str:
     capped = labels.get("cap_hit") or []
     lines = [
         f"curation: {curation.get('backbone')} embeddings of {curation.get('images_embedded', 0)} images; "
-        f"near copies = pHash within {near.get('candidate_distance')} bits and cosine >= {near.get('min_cosine')} "
+        f"near copies = pHash within {near.get('close_distance')} bits and cosine >= {near.get('min_cosine')}, "
+        f"or within {near.get('candidate_distance')} bits and cosine >= {near.get('far_min_cosine')} "
         f"({near.get('confirmed_pairs', 0)} of {near.get('candidate_pairs', 0)} candidate pairs); "
         f"label issues pruned: {pruned}"
     ]

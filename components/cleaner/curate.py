@@ -3,7 +3,9 @@
 **Near duplicates** (:func:`confirmed_links`): candidate pairs are pictures whose 64-bit
 pHashes are within ``candidate_distance`` bits, found by multi-index hashing
 (:func:`dedup.near_pairs`; never all pairs). A candidate is a near copy when the cosine
-of the two pictures' *duplicate embeddings* reaches ``min_cosine``. The duplicate
+of the two pictures' *duplicate embeddings* reaches ``min_cosine``, or ``far_min_cosine``
+when the hashes are more than ``close_distance`` bits apart: the two signals are
+evidence that adds up, so hashes that agree less need embeddings that agree more. The duplicate
 embedding (:func:`duplicate_embedding`) joins the unit pooled embedding and the unit
 layout embedding, scaled by 1/sqrt(2): its cosine is the mean of the pooled cosine (robust
 to crops and re-encoding of textured photos) and the layout cosine (which tells apart two
@@ -62,7 +64,7 @@ def duplicate_embedding(pooled: np.ndarray, layout: np.ndarray) -> np.ndarray:
     return np.concatenate([unit_rows(pooled), unit_rows(layout)], axis=1) / np.float32(math.sqrt(2.0))
 
 
-def pair_cosines(emb: np.ndarray, pairs: Sequence[tuple[int, int]], chunk: int = 65536) -> np.ndarray:
+def pair_cosines(emb: np.ndarray, pairs: Sequence[tuple[int, int]], chunk: int = 2048) -> np.ndarray:
     """The cosine of each pair of rows of ``emb`` (unit rows), in chunks to bound memory."""
     out = np.empty(len(pairs), dtype=np.float64)
     idx = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
@@ -79,20 +81,27 @@ class NearDuplicateStats:
 
 
 def confirmed_links(
-    hashes: Sequence[int], dup_embedding: np.ndarray, candidate_distance: int, min_cosine: float
+    hashes: Sequence[int],
+    dup_embedding: np.ndarray,
+    *,
+    candidate_distance: int,
+    close_distance: int,
+    min_cosine: float,
+    far_min_cosine: float,
 ) -> tuple[dict[tuple[int, int], Link], NearDuplicateStats]:
-    """Pairs of positions (``i < j``) that are near copies: pHash candidates whose
-    duplicate embeddings' cosine is at least ``min_cosine``, with both figures."""
+    """Pairs of positions (``i < j``) that are near copies, with both figures: pHash
+    candidates whose duplicate embeddings' cosine reaches ``min_cosine`` (within
+    ``close_distance`` bits) or ``far_min_cosine`` (farther)."""
     hashes = list(hashes)
     if len(hashes) != len(dup_embedding):
         raise ValueError(f"{len(hashes)} hashes but {len(dup_embedding)} embeddings")
     pairs = dedup.near_pairs(hashes, candidate_distance)
     cosines = pair_cosines(dup_embedding, pairs)
-    links = {
-        (i, j): Link(dedup.hamming(hashes[i], hashes[j]), float(c))
-        for (i, j), c in zip(pairs, cosines, strict=True)
-        if c >= min_cosine
-    }
+    links = {}
+    for (i, j), c in zip(pairs, cosines, strict=True):
+        distance = dedup.hamming(hashes[i], hashes[j])
+        if c >= (min_cosine if distance <= close_distance else far_min_cosine):
+            links[(i, j)] = Link(distance, float(c))
     return links, NearDuplicateStats(len(pairs), len(links))
 
 
@@ -107,7 +116,7 @@ def _class_distances(x_fit: np.ndarray, y_fit: np.ndarray, x: np.ndarray, y: np.
     from sklearn.covariance import LedoitWolf
     from sklearn.decomposition import PCA
 
-    pca = PCA(n_components=dims, svd_solver="full").fit(x_fit)
+    pca = PCA(n_components=dims, svd_solver="randomized", random_state=0).fit(x_fit)
     z_fit, z = pca.transform(x_fit), pca.transform(x)
     classes = np.unique(y_fit)
     keep = np.ones(len(y_fit), dtype=bool)
@@ -198,7 +207,8 @@ def find_label_issues(
     probs, distances, dims = out_of_fold_scores(features, y, usable, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cleanlab warns on tiny or perfectly clean classes
-        mislabelled = cleanlab_find(y, probs, filter_by="prune_by_noise_rate")
+        # One process: cleanlab's worker pool costs more than it saves at these sizes.
+        mislabelled = cleanlab_find(y, probs, filter_by="prune_by_noise_rate", n_jobs=1)
         quality = get_label_quality_scores(y, probs)
         confident = get_confident_thresholds(y, probs)[y]
     suggested = probs.argmax(axis=1)

@@ -69,7 +69,9 @@ def _near_duplicate_block(settings: CleanerSettings, mode: str, stats: curate.Ne
         "rule": "phash_candidates_confirmed_by_embeddings",
         "phash_bits": dedup.HASH_BITS,
         "candidate_distance": settings.near_duplicate_candidate_distance,
+        "close_distance": settings.near_duplicate_close_distance,
         "min_cosine": settings.near_duplicate_min_cosine,
+        "far_min_cosine": settings.near_duplicate_far_min_cosine,
         "candidate_pairs": stats.candidates,
         "confirmed_pairs": stats.confirmed,
     }
@@ -138,8 +140,10 @@ def curate_with_embeddings(
     links, stats = curate.confirmed_links(
         screened.phashes(metas),
         curate.duplicate_embedding(emb.pooled, emb.layout),
-        settings.near_duplicate_candidate_distance,
-        settings.near_duplicate_min_cosine,
+        candidate_distance=settings.near_duplicate_candidate_distance,
+        close_distance=settings.near_duplicate_close_distance,
+        min_cosine=settings.near_duplicate_min_cosine,
+        far_min_cosine=settings.near_duplicate_far_min_cosine,
     )
     grouped = funnel.group(screened, links)
     t2 = time.perf_counter()

@@ -9,8 +9,11 @@ Curation settings (see the README's cleaner section for why each default is what
   pHash rule alone (``near_duplicate_distance``) and prunes no label issues, and says so.
 - ``near_duplicate_candidate_distance``: pHash (64-bit) candidates for confirmation are
   found by multi-index hashing within this many bits;
-- ``near_duplicate_min_cosine``: a candidate pair is a near copy when the cosine of the two
-  images' duplicate embeddings (pooled and spatial layout features) reaches this;
+- ``near_duplicate_min_cosine``: a candidate pair within ``near_duplicate_close_distance``
+  bits is a near copy when the cosine of the two images' duplicate embeddings (pooled and
+  spatial layout features) reaches this;
+- ``near_duplicate_far_min_cosine``: the cosine a candidate farther apart than that needs
+  (hashes that agree less need embeddings that agree more);
 - ``label_issue_folds``: out-of-fold probabilities from this many stratified folds;
 - ``off_topic_p_value``: an image is off-topic when its class-conditional Mahalanobis
   distance (out of fold) is one a clean image of its class reaches with at most this
@@ -50,7 +53,9 @@ class CleanConfig:
     # Curation with the backbone's embeddings (module docstring; README "ImageCleaner").
     curate: bool = True
     near_duplicate_candidate_distance: int = 20
-    near_duplicate_min_cosine: float = 0.88
+    near_duplicate_close_distance: int = 12
+    near_duplicate_min_cosine: float = 0.86
+    near_duplicate_far_min_cosine: float = 0.92
     label_issue_folds: int = 5
     off_topic_p_value: float = 0.001
     max_label_issue_fraction: float = 0.3
@@ -60,7 +65,7 @@ class CleanConfig:
         """Refuse cleaning settings that cannot work, naming each."""
         check_positive(self.min_width, f"{prefix}min_width")
         check_positive(self.min_height, f"{prefix}min_height")
-        for name in ("near_duplicate_distance", "near_duplicate_candidate_distance"):
+        for name in ("near_duplicate_distance", "near_duplicate_candidate_distance", "near_duplicate_close_distance"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HASH_DISTANCE:
                 raise ConfigError(f"{prefix}{name}: must be between 0 and {MAX_HASH_DISTANCE} bits, got {value!r}")
@@ -72,6 +77,7 @@ class CleanConfig:
         check_positive(self.max_image_pixels, f"{prefix}max_image_pixels")
         check_non_negative(self.balance_tolerance, f"{prefix}balance_tolerance")
         check_range(self.near_duplicate_min_cosine, -1, 1, f"{prefix}near_duplicate_min_cosine")
+        check_range(self.near_duplicate_far_min_cosine, -1, 1, f"{prefix}near_duplicate_far_min_cosine")
         if isinstance(self.label_issue_folds, bool) or not isinstance(self.label_issue_folds, int):
             raise ConfigError(f"{prefix}label_issue_folds: must be a whole number, got {self.label_issue_folds!r}")
         if self.label_issue_folds < 2:
@@ -94,7 +100,9 @@ CLEANER_FIELDS = (
     "max_image_pixels",
     "curate",
     "near_duplicate_candidate_distance",
+    "near_duplicate_close_distance",
     "near_duplicate_min_cosine",
+    "near_duplicate_far_min_cosine",
     "label_issue_folds",
     "off_topic_p_value",
     "max_label_issue_fraction",
@@ -121,7 +129,9 @@ class CleanerSettings:
     max_image_pixels: int = CleanConfig.max_image_pixels
     curate: bool = CleanConfig.curate
     near_duplicate_candidate_distance: int = CleanConfig.near_duplicate_candidate_distance
+    near_duplicate_close_distance: int = CleanConfig.near_duplicate_close_distance
     near_duplicate_min_cosine: float = CleanConfig.near_duplicate_min_cosine
+    near_duplicate_far_min_cosine: float = CleanConfig.near_duplicate_far_min_cosine
     label_issue_folds: int = CleanConfig.label_issue_folds
     off_topic_p_value: float = CleanConfig.off_topic_p_value
     max_label_issue_fraction: float = CleanConfig.max_label_issue_fraction

@@ -38,7 +38,9 @@ BACKBONE_KEY = "backbone"
 WEIGHTS_KEY = "weights"
 CURATE_KEY = "curate"
 NEAR_DUPLICATE_CANDIDATE_DISTANCE_KEY = "near_duplicate_candidate_distance"
+NEAR_DUPLICATE_CLOSE_DISTANCE_KEY = "near_duplicate_close_distance"
 NEAR_DUPLICATE_MIN_COSINE_KEY = "near_duplicate_min_cosine"
+NEAR_DUPLICATE_FAR_MIN_COSINE_KEY = "near_duplicate_far_min_cosine"
 LABEL_ISSUE_FOLDS_KEY = "label_issue_folds"
 OFF_TOPIC_P_VALUE_KEY = "off_topic_p_value"
 MAX_LABEL_ISSUE_FRACTION_KEY = "max_label_issue_fraction"
@@ -58,7 +60,9 @@ _SCALARS: dict[str, type] = {
     MAX_IMAGE_PIXELS_KEY: int,
     CURATE_KEY: bool,
     NEAR_DUPLICATE_CANDIDATE_DISTANCE_KEY: int,
+    NEAR_DUPLICATE_CLOSE_DISTANCE_KEY: int,
     NEAR_DUPLICATE_MIN_COSINE_KEY: float,
+    NEAR_DUPLICATE_FAR_MIN_COSINE_KEY: float,
     LABEL_ISSUE_FOLDS_KEY: int,
     OFF_TOPIC_P_VALUE_KEY: float,
     MAX_LABEL_ISSUE_FRACTION_KEY: float,

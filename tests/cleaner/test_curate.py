@@ -9,7 +9,7 @@ from unittest import mock
 import numpy as np
 import pytest
 
-from keyclass.components.cleaner import curate, curation, funnel, stages
+from keyclass.components.cleaner import curate, curation, dedup, funnel, stages
 from keyclass.components.cleaner.settings import CleanerSettings
 from keyclass.pipeline.commands import format_funnel
 from tests.fixtures import images as fx
@@ -29,14 +29,26 @@ def test_the_duplicate_embeddings_cosine_is_the_mean_of_pooled_and_layout_cosine
 
 
 def test_candidates_need_both_close_hashes_and_close_embeddings():
-    hashes = [0b0, 0b111, (1 << 40) - 1, 0b1]  # 0-1: 3 bits; 0-2: 40 bits; 0-3: 1 bit
-    emb = curate.unit_rows(np.array([[1, 0, 0], [0.99, 0.1, 0], [1, 0, 0], [0, 1, 0]], dtype=np.float32))
-    links, stats = curate.confirmed_links(hashes, emb, candidate_distance=8, min_cosine=0.9)
-    # 2 is identical in embedding but 40 bits away: never a candidate. 3 is 1 bit away
-    # but looks different: a candidate the embeddings reject.
-    assert set(links) == {(0, 1)}
+    # 0-1: 3 bits, cosine 0.995; 0-2: 40 bits, identical; 0-3: 1 bit, orthogonal;
+    # 0-4: 10 bits, cosine 0.95; 1-4 and 4-5 also pass; 0-5: 16 bits, cosine 0.92.
+    hashes = [0, 0b111, (1 << 40) - 1, 0b1, (1 << 10) - 1, (1 << 16) - 1]
+    rows = [[1, 0, 0], [0.99, 0.1, 0], [1, 0, 0], [0, 1, 0], [0.95, 0, 0.312], [0.92, 0, 0.392]]
+    emb = curate.unit_rows(np.array(rows, dtype=np.float32))
+    links, stats = curate.confirmed_links(
+        hashes, emb, candidate_distance=20, close_distance=12, min_cosine=0.9, far_min_cosine=0.95
+    )
+    # 2 is identical in embedding but 40 bits away: never a candidate. 3 is 1 bit away but
+    # looks different: a candidate the embeddings reject. 5 is 16 bits from 0: beyond the
+    # close distance its cosine 0.92 is not enough.
+    assert (0, 2) not in links and (0, 3) not in links and (0, 5) not in links
+    assert (0, 1) in links and (0, 4) in links
     assert links[(0, 1)].distance == 3 and links[(0, 1)].cosine == pytest.approx(0.995, abs=1e-3)
-    assert (stats.candidates, stats.confirmed) == (3, 1)  # (0,1), (0,3), (1,3)
+    assert links[(0, 4)].distance == 10 and links[(0, 4)].cosine == pytest.approx(0.95, abs=1e-3)
+    assert stats.candidates == len(dedup.near_pairs(hashes, 20)) and stats.confirmed == len(links)
+    looser = curate.confirmed_links(
+        hashes, emb, candidate_distance=20, close_distance=16, min_cosine=0.9, far_min_cosine=0.95
+    )[0]
+    assert (0, 5) in looser
 
 
 def _clusters(n_per_class: int, n_bad: int, seed: int = 0):

@@ -89,7 +89,12 @@ def test_report_says_embeddings_curated_the_data(cleaned):
     assert cur["mode"] == "embedding" and cur["reason"] == ""
     assert cur["backbone"] == "efficientnet_lite0" and cur["images_embedded"] == len(out["ledger"])
     near = cur["near_duplicate"]
-    assert (near["candidate_distance"], near["min_cosine"]) == (20, 0.88)
+    assert (near["close_distance"], near["min_cosine"], near["candidate_distance"], near["far_min_cosine"]) == (
+        12,
+        0.86,
+        20,
+        0.92,
+    )
     assert near["confirmed_pairs"] >= 6 and near["candidate_pairs"] >= near["confirmed_pairs"]
     assert "efficientnet_lite0 embeddings" in format_funnel(out["report"])
     assert "NO CURATION" not in format_funnel(out["report"])
@@ -107,7 +112,7 @@ def test_planted_near_copies_are_caught_and_look_alikes_kept(cleaned):
         dup, kept = (copy, original) if copy["outcome"] == "duplicate" else (original, copy)
         assert dup["reason"] == "near_duplicate" and dup["kept_sha256"] == kept["sha256"]
         assert dup["detail"] == kept["source_url"]
-        assert 0 <= dup["phash_distance"] <= 20 and 0.88 <= dup["cosine"] <= 1.0
+        assert 0 <= dup["phash_distance"] <= 20 and 0.86 <= dup["cosine"] <= 1.0
     # No distinct product photo, siblings in another colour included, is taken for a copy.
     copied = {what.split(":", 1)[1] for what in role.values() if what.startswith("copy-of:")}
     for url, what in role.items():
