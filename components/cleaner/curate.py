@@ -23,8 +23,9 @@ For each fold, on the other folds:
 - class-conditional Gaussians (Lee et al. 2018's Mahalanobis detector: PCA to
   ``OFF_TOPIC_DIMS`` dimensions, one mean per class from its 80 % most central
   pictures, one shared Ledoit-Wolf covariance) flag ``off_topic`` pictures: those whose
-  squared Mahalanobis distance to their own class's mean exceeds the chi-square quantile
-  a Gaussian class reaches with probability ``off_topic_p_value``, and that the
+  squared Mahalanobis distance to their own class's mean exceeds the bound a new picture
+  of a Gaussian class exceeds with probability ``off_topic_p_value`` (Hotelling's
+  prediction bound, which allows for the estimated mean and covariance), and that the
   classifier does not confidently put in their class (own-class probability below
   cleanlab's confident threshold for it, ``cleanlab.count.get_confident_thresholds``:
   the class's mean self-confidence). Pictures of no class at all land here; confident
@@ -109,10 +110,19 @@ OFF_TOPIC_DIMS = 16  # PCA dimensions of the class-conditional Gaussians
 OFF_TOPIC_TRIM = 0.2  # each class's mean is refitted on its 80 % most central pictures
 
 
-def _class_distances(x_fit: np.ndarray, y_fit: np.ndarray, x: np.ndarray, y: np.ndarray, dims: int) -> np.ndarray:
+def _class_distances(
+    x_fit: np.ndarray, y_fit: np.ndarray, x: np.ndarray, y: np.ndarray, dims: int, p_value: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Squared Mahalanobis distance of each ``x`` to its class ``y``'s mean, under
     Gaussians fitted on (``x_fit``, ``y_fit``): PCA to ``dims``, a shared Ledoit-Wolf
-    covariance, class means refitted once on each class's most central pictures."""
+    covariance, class means refitted once on each class's most central pictures; and for
+    each the distance a new picture of its class exceeds with probability ``p_value``.
+
+    That limit is Hotelling's prediction bound, not the chi-square quantile: the mean and
+    covariance are estimates from a few hundred pictures, so a new picture lands farther
+    out than the fitted ones (by ``(1 + 1/n_c) nu d / (nu - d + 1) F(d, nu - d + 1)``
+    for ``n_c`` pictures of its class and ``nu`` degrees of freedom of the covariance)."""
+    from scipy.stats import f as f_dist
     from sklearn.covariance import LedoitWolf
     from sklearn.decomposition import PCA
 
@@ -122,6 +132,7 @@ def _class_distances(x_fit: np.ndarray, y_fit: np.ndarray, x: np.ndarray, y: np.
     keep = np.ones(len(y_fit), dtype=bool)
     for _ in range(2):
         means = {c: z_fit[keep & (y_fit == c)].mean(axis=0) for c in classes}
+        sizes = {c: int((keep & (y_fit == c)).sum()) for c in classes}
         residuals = np.concatenate([z_fit[keep & (y_fit == c)] - means[c] for c in classes])
         precision = LedoitWolf().fit(residuals).precision_
         centred = z_fit - np.stack([means[c] for c in y_fit])
@@ -132,15 +143,20 @@ def _class_distances(x_fit: np.ndarray, y_fit: np.ndarray, x: np.ndarray, y: np.
             central = members[np.argsort(d_fit[members], kind="stable")]
             keep[central[: max(2, int(round(len(members) * (1 - OFF_TOPIC_TRIM))))]] = True
     centred = z - np.stack([means[c] for c in y])
-    return np.einsum("nd,de,ne->n", centred, precision, centred)
+    nu = len(residuals) - len(classes)
+    dof = max(1, nu - dims + 1)
+    scale = nu * dims / dof * float(f_dist.ppf(1.0 - p_value, dims, dof))
+    limits = np.array([(1.0 + 1.0 / sizes[c]) * scale for c in y])
+    return np.einsum("nd,de,ne->n", centred, precision, centred), limits
 
 
 def out_of_fold_scores(
-    features: np.ndarray, labels: np.ndarray, folds: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray, int]:
+    features: np.ndarray, labels: np.ndarray, folds: int, p_value: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Out of fold (stratified): (n, K) logistic-regression probabilities, each picture's
-    squared Mahalanobis distance to its class, and the PCA dimensions used. ``labels``
-    are 0..K-1, every class present at least ``folds`` times."""
+    squared Mahalanobis distance to its class and the distance beyond which it is
+    off-topic at ``p_value``. ``labels`` are 0..K-1, every class present at least
+    ``folds`` times."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
@@ -148,14 +164,15 @@ def out_of_fold_scores(
     k = int(labels.max()) + 1
     probs = np.zeros((len(labels), k), dtype=np.float64)
     distances = np.zeros(len(labels), dtype=np.float64)
+    limits = np.zeros(len(labels), dtype=np.float64)
     splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, labels))
-    dims = max(1, min(OFF_TOPIC_DIMS, min(len(train) for train, _ in splits) - k - 1, x.shape[1]))
+    dims = max(1, min(OFF_TOPIC_DIMS, int(min(len(train) for train, _ in splits) * (1 - OFF_TOPIC_TRIM)) - k - 1))
     for train, test in splits:
         clf = LogisticRegression(C=CLASSIFIER_C, max_iter=CLASSIFIER_MAX_ITER)
         clf.fit(x[train], labels[train])
         probs[np.ix_(test, clf.classes_)] = clf.predict_proba(x[test])
-        distances[test] = _class_distances(x[train], labels[train], x[test], labels[test], dims)
-    return probs, distances, dims
+        distances[test], limits[test] = _class_distances(x[train], labels[train], x[test], labels[test], dims, p_value)
+    return probs, distances, limits
 
 
 @dataclasses.dataclass
@@ -168,7 +185,7 @@ class LabelIssues:
     cap_hit: list[str]
     by_rule: dict[str, int]
     folds: int = 0
-    off_topic_limit: float | None = None  # squared Mahalanobis distance beyond which a picture is off-topic
+    off_topic_limit: float | None = None  # median squared Mahalanobis distance beyond which a picture is off-topic
     skipped: str = ""  # why no classifier ran ("" when it did)
 
 
@@ -187,7 +204,6 @@ def find_label_issues(
     from cleanlab.count import get_confident_thresholds
     from cleanlab.filter import find_label_issues as cleanlab_find
     from cleanlab.rank import get_label_quality_scores
-    from scipy.stats import chi2
 
     labels = np.asarray(labels, dtype=np.int64)
     counts = {name: int((labels == i).sum()) for i, name in enumerate(class_names)}
@@ -204,7 +220,7 @@ def find_label_issues(
     remap = np.full(len(class_names), -1, dtype=np.int64)
     remap[present] = np.arange(len(present))
     y = remap[labels]
-    probs, distances, dims = out_of_fold_scores(features, y, usable, seed)
+    probs, distances, limits = out_of_fold_scores(features, y, usable, off_topic_p_value, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cleanlab warns on tiny or perfectly clean classes
         # One process: cleanlab's worker pool costs more than it saves at these sizes.
@@ -212,8 +228,7 @@ def find_label_issues(
         quality = get_label_quality_scores(y, probs)
         confident = get_confident_thresholds(y, probs)[y]
     suggested = probs.argmax(axis=1)
-    limit = float(chi2.ppf(1.0 - off_topic_p_value, dims))
-    off_topic = (distances > limit) & (quality < confident)
+    off_topic = (distances > limits) & (quality < confident)
 
     flagged_by_class: dict[int, list[int]] = {i: [] for i in range(len(present))}
     for pos in np.flatnonzero(mislabelled | off_topic):
@@ -234,12 +249,14 @@ def find_label_issues(
                 quality=float(quality[pos]),
                 suggested_class=class_names[present[int(suggested[pos])]],
                 rule=rule,
-                note=f"class distance {distances[pos]:.1f} (off-topic beyond {limit:.1f})",
+                note=f"class distance {distances[pos]:.1f} (off-topic beyond {limits[pos]:.1f})",
             )
     by_rule = {MISLABELLED: 0, OFF_TOPIC: 0}
     for issue in issues.values():
         by_rule[issue.rule] += 1
-    return LabelIssues(issues, per_class, flagged, sorted(cap_hit), by_rule, folds=usable, off_topic_limit=limit)
+    return LabelIssues(
+        issues, per_class, flagged, sorted(cap_hit), by_rule, folds=usable, off_topic_limit=float(np.median(limits))
+    )
 
 
 def label_issue_summary(result: LabelIssues, cap: float, off_topic_p_value: float | None) -> dict[str, object]:
