@@ -26,10 +26,10 @@ For each fold, on the other folds:
   squared Mahalanobis distance to their own class's mean exceeds the bound a new picture
   of a Gaussian class exceeds with probability ``off_topic_p_value`` (Hotelling's
   prediction bound, which allows for the estimated mean and covariance), and that the
-  classifier does not confidently put in their class (own-class probability below
-  cleanlab's confident threshold for it, ``cleanlab.count.get_confident_thresholds``:
-  the class's mean self-confidence). Pictures of no class at all land here; confident
-  learning cannot count them, since they confidently look like no class.
+  classifier, never having seen them, finds more likely not of their class (label
+  quality below ``OFF_TOPIC_MAX_QUALITY`` = 0.5). Pictures of no class at all land
+  here; confident learning cannot count them, since they confidently look like no
+  class. The second condition keeps an unusual picture the classifier still recognises.
 
 At most ``max_fraction`` of a class is pruned, lowest label quality first; the classes
 where that cap bit are reported.
@@ -108,6 +108,7 @@ def confirmed_links(
 
 OFF_TOPIC_DIMS = 16  # PCA dimensions of the class-conditional Gaussians
 OFF_TOPIC_TRIM = 0.2  # each class's mean is refitted on its 80 % most central pictures
+OFF_TOPIC_MAX_QUALITY = 0.5  # ...and only pictures the classifier finds more likely not of their class
 
 
 def _class_distances(
@@ -201,7 +202,6 @@ def find_label_issues(
 ) -> LabelIssues:
     """Label issues among pictures with embeddings ``features`` and labels (indices into
     ``class_names``). Deterministic for the same inputs in the same order."""
-    from cleanlab.count import get_confident_thresholds
     from cleanlab.filter import find_label_issues as cleanlab_find
     from cleanlab.rank import get_label_quality_scores
 
@@ -226,9 +226,8 @@ def find_label_issues(
         # One process: cleanlab's worker pool costs more than it saves at these sizes.
         mislabelled = cleanlab_find(y, probs, filter_by="prune_by_noise_rate", n_jobs=1)
         quality = get_label_quality_scores(y, probs)
-        confident = get_confident_thresholds(y, probs)[y]
     suggested = probs.argmax(axis=1)
-    off_topic = (distances > limits) & (quality < confident)
+    off_topic = (distances > limits) & (quality < OFF_TOPIC_MAX_QUALITY)
 
     flagged_by_class: dict[int, list[int]] = {i: [] for i in range(len(present))}
     for pos in np.flatnonzero(mislabelled | off_topic):

@@ -17,7 +17,8 @@ Curation settings (see the README's cleaner section for why each default is what
 - ``label_issue_folds``: out-of-fold probabilities from this many stratified folds;
 - ``off_topic_p_value``: an image is off-topic when its class-conditional Mahalanobis
   distance (out of fold) is one a clean image of its class reaches with at most this
-  probability, were the class Gaussian (Hotelling's prediction bound);
+  probability, were the class Gaussian (Hotelling's prediction bound), and the classifier
+  finds it more likely not of its class;
 - ``max_label_issue_fraction``: at most this share of a class is pruned as label issues
   (the lowest label quality first), so a poor backbone cannot empty a class.
 """
@@ -57,7 +58,7 @@ class CleanConfig:
     near_duplicate_min_cosine: float = 0.86
     near_duplicate_far_min_cosine: float = 0.92
     label_issue_folds: int = 5
-    off_topic_p_value: float = 0.01
+    off_topic_p_value: float = 0.03
     max_label_issue_fraction: float = 0.3
     embedding_batch_size: int = 32
 
