@@ -121,6 +121,7 @@ def _crawl(n: int = 6):
     "backbone, weights, curate_on, reason",
     [
         ("tiny", "none", True, "backbone tiny has random weights"),
+        ("tiny", "/models/tiny.weights.h5", True, "backbone tiny has random weights (a test backbone"),
         ("efficientnet_lite0", "none", True, "random weights (weights none)"),
         ("efficientnet_lite0", "imagenet", False, "clean.curate is off"),
     ],
