@@ -121,7 +121,13 @@ def duplicate_scores(c: Crawl, root: list[int]) -> tuple[float, float, int, int]
 
 def links_to_decisions(c: Crawl, settings: CleanerSettings, links) -> list[funnel.Decision]:
     screened = funnel.screen(c.records, c.metas, classes=settings.classes, min_width=1, min_height=1)
-    out = funnel.finish(funnel.group(screened, links), classes=settings.classes, balance=False, eval_fraction=0.2)
+    out = funnel.finish(
+        funnel.group(screened, links),
+        classes=settings.classes,
+        balance=False,
+        eval_fraction=settings.eval_fraction,
+        calibration_fraction=settings.calibration_fraction,
+    )
     return [out[r.index] for r in c.records]
 
 

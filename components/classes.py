@@ -10,7 +10,9 @@ Every part of keyclass that names classes goes through :class:`ClassList`:
 - **folder names**: a folder (``folder:`` source, a prediction folder's class
   subfolder) names a class when its name, with underscores read as spaces, is the
   canonical class name: ``golden_retriever/``, ``Golden Retriever/`` and
-  ``golden retriever/`` all name ``golden retriever``.
+  ``golden retriever/`` all name ``golden retriever``. The same rule reads the
+  ``{keyword}`` part of a per-class file name (``urls:lists/{keyword}.txt`` finds
+  ``lists/Golden_Retriever.txt``) and the keyword column of a URL list.
 
 This module imports nothing else from keyclass, so the pipeline, the components and the
 prediction code can all use it without an import cycle.
@@ -20,8 +22,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from keyclass.components.errors import ConfigError
 
@@ -34,6 +37,42 @@ def normalize_class_name(name: str) -> str:
 def folder_class_name(folder: str) -> str:
     """The class a folder name stands for: canonical, with underscores read as spaces."""
     return normalize_class_name(str(folder).replace("_", " "))
+
+
+def template_match(names: Iterable[str], template: str, class_name: str) -> str | None:
+    """Of the file ``names`` in one folder, the first (sorted) that is ``template``
+    (a file name holding ``{keyword}``) filled in with a spelling of ``class_name``
+    under the folder rule; None when there is none."""
+    prefix, _, suffix = template.partition("{keyword}")
+    wanted = folder_class_name(class_name)
+    for name in sorted(names):
+        if len(name) > len(prefix) + len(suffix) and name.startswith(prefix) and name.endswith(suffix):
+            if folder_class_name(name[len(prefix) : len(name) - len(suffix)]) == wanted:
+                return name
+    return None
+
+
+def keyword_file(
+    template: str,
+    keyword: str,
+    *,
+    exists: Callable[[str], bool] = os.path.exists,
+    isdir: Callable[[str], bool] = os.path.isdir,
+    listdir: Callable[[str], Iterable[str]] = os.listdir,
+) -> str | None:
+    """The file a per-class path ``template`` (holding ``{keyword}``) names for
+    ``keyword``: the keyword written in, or, when ``{keyword}`` is in the file name, any
+    spelling of it by the folder rule (:func:`template_match`). The filesystem functions
+    default to the local disk; the crawler passes ``tfx.dsl.io.fileio``'s."""
+    exact = template.replace("{keyword}", keyword)
+    if exists(exact):
+        return exact
+    folder, name = os.path.split(template)
+    if "{keyword}" in folder or not isdir(folder or "."):
+        return None
+    names = [(n.decode() if isinstance(n, bytes) else n).rstrip("/") for n in listdir(folder or ".")]
+    found = template_match(names, name, keyword)
+    return os.path.join(folder, found) if found else None
 
 
 def parse_classes(classes: str | Iterable[str]) -> list[str]:

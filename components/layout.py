@@ -28,9 +28,10 @@ LEDGER = "ledger.jsonl"  # one line per manifest record: outcome, reason, split
 REPORT = "report.json"  # the per-class funnel
 OUTCOMES = ("kept", "dropped", "duplicate", "ambiguous", "failed")
 
-# Examples (ImageCleaner output, TFX layout Split-train / Split-eval) ------------------
-TRAIN_SPLIT = "train"
-EVAL_SPLIT = "eval"
+# Examples (ImageCleaner output, TFX layout Split-train / Split-eval / Split-calibration) -
+TRAIN_SPLIT = "train"  # fitting
+EVAL_SPLIT = "eval"  # early stopping, the phase-2 choice, the temperature, the Evaluator gate
+CALIBRATION_SPLIT = "calibration"  # held out from all of that: ECE and certified thresholds
 F_IMAGE = "image/encoded"
 F_FORMAT = "image/format"
 F_LABEL = "label"

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from typing import Any
 
+from keyclass.pipeline import terminal
 from keyclass.pipeline.config import ConfigError, KeyclassConfig, load_config
 
 
@@ -21,11 +21,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="any setting, e.g. train.batch_size=16"
     )
-    p.add_argument("-v", "--verbose", action="store_true", help="show TFX and Beam logs")
+    p.add_argument(
+        "-v", "--verbose", action="count", default=0, help="show the libraries' logs and warnings (-vv: debug)"
+    )
+    p.add_argument("-q", "--quiet", action="store_true", help="print only errors and the results")
+    p.add_argument(
+        "--no-progress", action="store_true", help="no progress bars (automatic when stderr is not a terminal)"
+    )
 
 
-def _add_classes(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-c", "--classes", required=True, help='comma-separated classes, e.g. "cat,dog"')
+def _add_classes(p: argparse.ArgumentParser, required: bool = True) -> None:
+    p.add_argument("-c", "--classes", required=required, help='comma-separated classes, e.g. "cat,dog"')
 
 
 def _add_dataset(p: argparse.ArgumentParser) -> None:
@@ -53,17 +59,28 @@ def _add_train(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beam-runner", help="direct (default), dataflow or flink")
 
 
-def _add_predict(p: argparse.ArgumentParser) -> None:
+def _add_predict(p: argparse.ArgumentParser, path: bool = True) -> None:
     g = p.add_argument_group("prediction")
-    g.add_argument("-p", "--prediction-path", required=True, help="folder of images to predict (recursive)")
+    if path:
+        g.add_argument("-p", "--prediction-path", required=True, help="folder of images to predict (recursive)")
     g.add_argument("-t", "--threshold", type=float, help="keep predictions with confidence >= this (default 0.99)")
+    g.add_argument(
+        "--target-precision",
+        type=float,
+        help="instead of -t: the lowest threshold certified to keep precision >= this (e.g. 0.99) on held-out data",
+    )
+    g.add_argument(
+        "--confidence", type=float, help="confidence of the certificates (default 0.9: wrong at most 1 time in 10)"
+    )
     g.add_argument("--results", help="results folder (default ./results)")
     g.add_argument("--overwrite", action="store_true", default=None, help="replace an existing results folder")
-    g.add_argument("--server", help="TF Serving endpoint: grpc://HOST:8500 or http://HOST:8501")
+    g.add_argument(
+        "--server", help="TF Serving endpoint: grpc://HOST:8500, grpcs://HOST:8500 (TLS) or http(s)://HOST:8501"
+    )
+    g.add_argument("--ca-file", help="PEM CA certificates for a grpcs:// or https:// server (default: the system's)")
     g.add_argument("--model-name", help="served model name (default: derived from the classes)")
     g.add_argument("--version", type=int, help="model version")
     g.add_argument("--label", help="served version label, e.g. stable or canary")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 # Flags only compile-kubeflow has -> config keys.
@@ -92,12 +109,15 @@ _FLAG_TO_KEY = {
     "max_val_loss": "gate.max_val_loss",
     "beam_runner": "runner.beam_runner",
     "threshold": "predict.threshold",
+    "target_precision": "predict.target_precision",
+    "confidence": "predict.confidence_level",
     "results": "predict.results",
     "overwrite": "predict.overwrite",
     "server": "predict.server",
     "model_name": "predict.model_name",
     "version": "predict.version",
     "label": "predict.label",
+    "ca_file": "predict.ca_file",
     "home": "runner.home",
 }
 
@@ -129,6 +149,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if not sep:
             raise ConfigError(f"--set {item!r}: use KEY=VALUE")
         out[key.strip()] = value.strip()
+    if out.get("predict.threshold") is not None and out.get("predict.target_precision") is not None:
+        raise ConfigError(
+            "-t/--threshold and --target-precision: give one. -t keeps predictions above a confidence you choose; "
+            "--target-precision picks the lowest threshold certified for that precision"
+        )
     return out
 
 
@@ -152,25 +177,54 @@ def build_config(args: argparse.Namespace) -> KeyclassConfig:
 
 def user_keys(args: argparse.Namespace) -> set[str]:
     """Dotted keys the user set through --config or --set (they win over command defaults)."""
-    import yaml
+    from keyclass.pipeline.origins import file_keys
 
     keys = {item.partition("=")[0].strip() for item in getattr(args, "set", None) or []}
+    return keys | file_keys(getattr(args, "config", None))
 
-    def walk(prefix: str, node) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(f"{prefix}{k}.", v) if isinstance(v, dict) else keys.add(f"{prefix}{k}")
 
-    if getattr(args, "config", None):
-        with open(args.config) as f:
-            walk("", yaml.safe_load(f) or {})
-    return keys
+def flag_keys(args: argparse.Namespace) -> dict[str, str]:
+    """Dotted keys given by a flag -> the flag, as the user would type it."""
+    out = {}
+    for dest, key in {**_FLAG_TO_KEY, **_KUBEFLOW_FLAG_TO_KEY}.items():
+        if getattr(args, dest, None) is not None:
+            out[key] = "-c/--classes" if dest == "classes" else "--" + dest.replace("_", "-")
+    if getattr(args, "no_balance", None):
+        out["clean.balance"] = "--no-balance"
+    if getattr(args, "source", None):
+        out["crawl.sources"] = "--source"
+    if getattr(args, "search_url", None):
+        out["crawl.search_url"] = "--search-url"
+    return out
+
+
+def explain_config(args: argparse.Namespace, cfg: KeyclassConfig) -> list[tuple[str, Any, str]]:
+    """Every effective setting with where it came from (``keyclass config``)."""
+    from keyclass.pipeline import origins
+
+    return origins.origins(
+        origins.flatten(cfg),
+        config_path=args.config,
+        flags=flag_keys(args),
+        set_keys={item.partition("=")[0].strip() for item in args.set or []},
+        env_home=bool(os.environ.get("KEYCLASS_HOME")),
+    )
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("keyclass")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "unknown"
 
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="keyclass", description="Type a few words, get a production image classifier."
     )
+    parser.add_argument("--version", action="version", version=f"keyclass {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("dataset", help="crawl, clean and validate a labelled dataset (TFRecords)")
@@ -200,6 +254,23 @@ def make_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("models", help="list stored models")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _add_common(p)
+
+    p = sub.add_parser("config", help="print the effective settings and where each came from")
+    _add_classes(p, required=False)
+    _add_dataset(p)
+    _add_train(p)
+    _add_predict(p, path=False)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_common(p)
+
+    p = sub.add_parser("serving-config", help="TF Serving models.config labelling pushed versions stable/canary")
+    _add_classes(p)
+    p.add_argument("--stable", type=int, help="version labelled stable (default: the newest pushed)")
+    p.add_argument("--canary", type=int, help="version labelled canary (default: none)")
+    p.add_argument("--base-path", default="/models", help="the models dir as the server sees it (default /models)")
+    p.add_argument("--model-name", help="served model name (default: derived from the classes)")
+    p.add_argument("--output", help="file to write (default: print it)")
     _add_common(p)
 
     p = sub.add_parser("demo", help="the offline end-to-end demo on a loopback search engine")
@@ -234,76 +305,76 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet(verbose: bool) -> None:
-    if verbose:
-        return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from absl import logging as absl_logging
-
-    absl_logging.set_verbosity(absl_logging.ERROR)
-    for name in ("absl", "apache_beam", "tensorflow"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args = parser.parse_args(argv)
     # TFX's Beam executors parse sys.argv as absl flags (base_beam_executor.py), where our
     # own flags would be misread (-v is absl's --verbosity). They are consumed here.
     sys.argv = sys.argv[:1]
-    _quiet(args.verbose)
+    level = terminal.verbosity(args.verbose, args.quiet)
+    with terminal.session(level, bars=False if args.no_progress else None):
+        try:
+            return _dispatch(args)
+        except ConfigError as e:
+            terminal.write_error(str(e))
+            return 2
+        except Exception as e:  # noqa: BLE001 - the CLI's last word: say what failed, no traceback
+            if args.verbose:
+                raise
+            terminal.write_error(f"{type(e).__name__}: {e}")
+            return 1
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    """Build the configuration (every check before anything heavy loads), then act."""
     from keyclass.pipeline import commands
 
-    try:
-        cfg = build_config(args)
-        progress = not getattr(args, "no_progress", False)
-        if args.command == "dataset":
-            report = commands.dataset(cfg, args.out)
-            print(commands.format_funnel(report))
-            print(f"\ndataset written to {args.out}")
-        elif args.command == "train":
-            outcome = commands.train(cfg)
-            print(commands.format_training(outcome))
-            return 0 if outcome.pushed else 3
-        elif args.command == "predict":
-            summary = commands.predict(cfg, args.prediction_path, progress=progress)
-            _print_summary(summary, cfg)
-        elif args.command == "run":
-            summary, trained = commands.run(cfg, args.prediction_path, progress=progress)
-            print("trained a new model" if trained else "reused the stored model for these classes")
-            _print_summary(summary, cfg)
-        elif args.command == "models":
-            rows = commands.models(cfg)
-            print(json.dumps(rows, indent=2) if args.json else commands.format_models(rows))
-        elif args.command == "compile-kubeflow":
-            from keyclass.pipeline.kubeflow_runner import compile_pipeline
+    cfg = build_config(args)
+    if args.command == "dataset":
+        report = commands.dataset(cfg, args.out)
+        print(commands.format_funnel(report))
+        print(f"\ndataset written to {args.out}")
+    elif args.command == "train":
+        outcome = commands.train(cfg)
+        print(commands.format_training(outcome))
+        return 0 if outcome.pushed else 3
+    elif args.command == "predict":
+        summary = commands.predict(cfg, args.prediction_path)
+        _print_summary(summary, cfg)
+    elif args.command == "run":
+        summary, trained = commands.run(cfg, args.prediction_path)
+        print("trained a new model" if trained else "reused the stored model for these classes")
+        _print_summary(summary, cfg)
+    elif args.command == "models":
+        rows = commands.models(cfg)
+        print(json.dumps(rows, indent=2) if args.json else commands.format_models(rows))
+    elif args.command == "serving-config":
+        text = commands.serving_config(cfg, args.stable, args.canary, args.base_path, args.output or "")
+        print(f"wrote {args.output}" if args.output else text, end="\n" if args.output else "")
+    elif args.command == "config":
+        from keyclass.pipeline.origins import format_rows
 
-            spec = compile_pipeline(cfg, args.output)
-            tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
-            print(
-                f"compiled {len(tasks)} steps for {cfg.runner.image} ({cfg.runner.beam_runner} Beam) to {args.output}"
-            )
-        elif args.command == "submit-kubeflow":
-            from keyclass.pipeline.kubeflow_submit import submit
+        rows = explain_config(args, cfg)
+        if args.json:
+            print(json.dumps([{"setting": k, "value": v, "from": o} for k, v, o in rows], indent=2))
+        else:
+            print(format_rows(rows))
+    elif args.command == "compile-kubeflow":
+        spec = commands.compile_kubeflow(cfg, args.output)
+        tasks = spec["pipelineSpec"]["root"]["dag"]["tasks"]
+        print(f"compiled {len(tasks)} steps for {cfg.runner.image} ({cfg.runner.beam_runner} Beam) to {args.output}")
+    elif args.command == "submit-kubeflow":
+        from keyclass.pipeline.kubeflow_submit import check_submission, submit
 
-            if not args.run_now and not args.cron:
-                raise ConfigError("submit-kubeflow: give --run-now, --cron or both")
-            for rid in submit(
-                args.host, args.package, args.experiment, args.run_now, args.cron, args.job_name, args.snapshot
-            ):
-                print(rid)
-        elif args.command == "demo":
-            from keyclass.pipeline.demo import run_demo
+        check_submission(args.package, args.run_now, args.cron)
+        for rid in submit(
+            args.host, args.package, args.experiment, args.run_now, args.cron, args.job_name, args.snapshot
+        ):
+            print(rid)
+    elif args.command == "demo":
+        from keyclass.pipeline.demo import run_demo
 
-            return run_demo(cfg, results=args.results, per_class=args.per_class, user_keys=user_keys(args))
-    except ConfigError as e:
-        print(f"keyclass: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # noqa: BLE001 - the CLI's last word: say what failed, no traceback
-        if getattr(args, "verbose", False):
-            raise
-        print(f"keyclass: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
+        return run_demo(cfg, results=args.results, per_class=args.per_class, user_keys=user_keys(args))
     return 0
 
 

@@ -6,11 +6,16 @@ The CLI only parses arguments into a ``KeyclassConfig`` and calls one of these.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
-from keyclass.pipeline import store
+from keyclass.components.classes import keyword_file
+from keyclass.pipeline import store, terminal
 from keyclass.pipeline.config import ConfigError, KeyclassConfig
+
+# Every command checks its arguments and settings before it imports TensorFlow, TFX or
+# Beam (seconds), so a bad argument is refused at once; the heavy imports are local.
 
 
 def _require_classes(cfg: KeyclassConfig) -> None:
@@ -30,6 +35,11 @@ def check_sources(cfg: KeyclassConfig) -> None:
             found = {classes.for_folder(d.name) for d in p.iterdir() if d.is_dir()} - {None}
             if not found:
                 raise ConfigError(f"source {s}: none of {cfg.crawl.classes} is a subfolder of {p}")
+        elif kind == "urls" and "{keyword}" in arg:
+            found = [c for c in cfg.classes if keyword_file(os.path.expanduser(arg), c) is not None]
+            if not found:
+                shown = ", ".join(arg.replace("{keyword}", c) for c in cfg.classes)
+                raise ConfigError(f"source {s}: no URL list for any class (looked for {shown})")
         elif kind == "urls":
             p = Path(arg).expanduser()
             if not p.is_file():
@@ -82,16 +92,23 @@ def format_funnel(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _run_pipeline(cfg: KeyclassConfig, ingestion_only: bool):
+    """The local run with a line per stage."""
+    from keyclass.pipeline.local_runner import run_local
+    from keyclass.pipeline.pipeline import stages
+
+    with terminal.stage_lines(stages(ingestion_only)):
+        return run_local(cfg, ingestion_only=ingestion_only)
+
+
 def dataset(cfg: KeyclassConfig, out: str) -> dict:
     """crawl → clean → validate; copy TFRecords, ledger and report to ``out``."""
-    from keyclass.pipeline.local_runner import run_local
-
     _require_classes(cfg)
     check_sources(cfg)
     out_dir = Path(out)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError(f"--out {out_dir} is not empty; choose an empty or new folder")
-    outcome = run_local(cfg, ingestion_only=True)
+    outcome = _run_pipeline(cfg, ingestion_only=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split_dir in sorted(Path(outcome.examples_uri).glob("Split-*")):
         shutil.copytree(split_dir, out_dir / split_dir.name)
@@ -103,11 +120,9 @@ def dataset(cfg: KeyclassConfig, out: str) -> dict:
 
 def train(cfg: KeyclassConfig):
     """The whole pipeline: crawl, clean, validate, train, gate, push."""
-    from keyclass.pipeline.local_runner import run_local
-
     _require_classes(cfg)
     check_sources(cfg)
-    return run_local(cfg)
+    return _run_pipeline(cfg, ingestion_only=False)
 
 
 def format_training(outcome) -> str:
@@ -122,9 +137,20 @@ def format_training(outcome) -> str:
     ]
     if outcome.pushed:
         lines.append(f"pushed: {outcome.pushed_path} (version {outcome.pushed_version})")
+        lines.append(_certificates_text(outcome.pushed_path))
     else:
-        lines.append("pushed: no; the served version stays as it was")
+        why = f" ({outcome.not_pushed_reason})" if getattr(outcome, "not_pushed_reason", "") else ""
+        lines.append(f"pushed: no{why}; the served version stays as it was")
     return "\n".join(lines)
+
+
+def _certificates_text(model_dir: str) -> str:
+    """The pushed model's calibration and certified thresholds, for the console."""
+    from keyclass.pipeline.predict.certify import format_certificates
+    from keyclass.serving import model_layout
+
+    meta = model_layout.read_metadata(model_dir) or {}
+    return format_certificates(meta.get("calibration"), len(meta.get("classes", [])))
 
 
 def models(cfg: KeyclassConfig) -> list[dict]:
@@ -165,13 +191,51 @@ def format_models(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def make_predictor(cfg: KeyclassConfig):
-    """The predictor for ``cfg``: a TF Serving endpoint, or the newest local model for
-    exactly these classes. Refuses unknown models and class mismatches."""
-    from keyclass.serving.predictor import make_predictor as make
+def serving_config(
+    cfg: KeyclassConfig, stable: int | None, canary: int | None, base_path: str = "/models", output: str = ""
+) -> str:
+    """TF Serving's models.config for the pushed versions of these classes' model, with
+    ``stable``/``canary`` labels on versions that exist (``stable`` defaults to the
+    newest); written to ``output`` when given. Refuses versions that were never pushed."""
+    from keyclass.serving.serving_config import ServingConfigError
+    from keyclass.serving.serving_config import serving_config as build
 
     _require_classes(cfg)
+    name = cfg.predict.model_name or cfg.model_name
+    try:
+        text = build(name, str(cfg.models_dir), base_path, {"stable": stable, "canary": canary})
+    except ServingConfigError as e:
+        raise ConfigError(str(e)) from None
+    if output:
+        Path(output).write_text(text)
+    return text
+
+
+def _stored_model(cfg: KeyclassConfig) -> store.StoredModel:
+    """The newest local model for exactly these classes (and the asked version)."""
     p = cfg.predict
+    found = store.find_model(cfg.models_dir, cfg.classes, version=p.version)
+    if found is None:
+        have = sorted({", ".join(m.classes) for m in store.list_models(cfg.models_dir)})
+        hint = f" (stored: {'; '.join(have)})" if have else ""
+        raise ConfigError(
+            f"no model trained on exactly {cfg.crawl.classes}"
+            + (f" at version {p.version}" if p.version else "")
+            + f" in {cfg.models_dir}{hint}; train one with keyclass train or keyclass run"
+        )
+    return found
+
+
+def make_predictor(cfg: KeyclassConfig, found: store.StoredModel | None = None):
+    """The predictor for ``cfg``: a TF Serving endpoint, or the newest local model for
+    exactly these classes (``found``, when already looked up). Refuses unknown models
+    and class mismatches."""
+    _require_classes(cfg)
+    p = cfg.predict
+    if not p.server:
+        found = found or _stored_model(cfg)
+    from keyclass.serving.predictor import make_predictor as make
+
     if p.server:
         predictor = make(
             p.server,
@@ -181,17 +245,9 @@ def make_predictor(cfg: KeyclassConfig):
             timeout_s=p.timeout_s,
             # The served model's label ids index the sorted class list it was trained on.
             classes=cfg.classes.names,
+            ca_file=p.ca_file or None,
         )
     else:
-        found = store.find_model(cfg.models_dir, cfg.classes, version=p.version)
-        if found is None:
-            have = sorted({", ".join(m.classes) for m in store.list_models(cfg.models_dir)})
-            hint = f" (stored: {'; '.join(have)})" if have else ""
-            raise ConfigError(
-                f"no model trained on exactly {cfg.crawl.classes}"
-                + (f" at version {p.version}" if p.version else "")
-                + f" in {cfg.models_dir}{hint}; train one with keyclass train or keyclass run"
-            )
         predictor = make("", model_name=found.model_name, saved_model_dir=found.path)
     classes = sorted(predictor.classes)
     if classes != sorted(cfg.crawl.classes):
@@ -199,37 +255,54 @@ def make_predictor(cfg: KeyclassConfig):
     return predictor
 
 
+def check_predict_paths(cfg: KeyclassConfig, path: str) -> None:
+    """The prediction folder and the results folder, checked before any work: the results
+    folder may not be, hold or sit inside the prediction folder or the keyclass home, and
+    is only ever replaced when keyclass created it (``predict/results_dir.py``)."""
+    from keyclass.pipeline.predict.results_dir import check_results_dir
+    from keyclass.pipeline.predict.run import check_inputs
+
+    check_results_dir(cfg.predict.results, prediction_root=path, home=cfg.home, overwrite=cfg.predict.overwrite)
+    check_inputs(Path(path), Path(cfg.predict.results))
+
+
 def predict(cfg: KeyclassConfig, path: str, progress: bool = True) -> dict:
     """Predict every image under ``path``; write the results folder; return the summary."""
-    from keyclass.pipeline.predict.run import check_inputs, predict_folder
-
     _require_classes(cfg)
-    check_inputs(Path(path), Path(cfg.predict.results))
-    predictor = make_predictor(cfg)
-    return predict_folder(
-        predictor,
-        list(predictor.classes),
-        path,
-        cfg.predict.results,
-        threshold=cfg.predict.threshold,
-        batch_size=cfg.predict.batch_size,
-        segmentation_fraction=cfg.predict.segmentation_fraction,
-        image_size=getattr(predictor, "image_size", None) or cfg.image_size,
-        overwrite=cfg.predict.overwrite,
-        progress=progress,
-    )
+    check_predict_paths(cfg, path)
+    found = None if cfg.predict.server else _stored_model(cfg)
+    with terminal.stage("predict"):
+        from keyclass.pipeline.predict.certify import choose_threshold, model_calibration
+        from keyclass.pipeline.predict.run import predict_folder
+
+        predictor = make_predictor(cfg, found)
+        choice = choose_threshold(
+            model_calibration(predictor),
+            len(predictor.classes),
+            threshold=cfg.predict.threshold,
+            target_precision=cfg.predict.target_precision or None,
+            confidence=cfg.predict.confidence_level,
+        )
+        return predict_folder(
+            predictor,
+            list(predictor.classes),
+            path,
+            cfg.predict.results,
+            threshold=choice.threshold,
+            certification=choice.summary_fields(),
+            batch_size=cfg.predict.batch_size,
+            segmentation_fraction=cfg.predict.segmentation_fraction,
+            image_size=getattr(predictor, "image_size", None) or cfg.image_size,
+            overwrite=cfg.predict.overwrite,
+            progress=progress,
+        )
 
 
 def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bool]:
     """Reuse a stored model for exactly these classes, or train one; then predict.
     Returns (summary, trained)."""
-    from keyclass.pipeline.predict.run import check_inputs, prepare_results_dir
-
     _require_classes(cfg)
-    results = Path(cfg.predict.results)
-    check_inputs(Path(path), results)
-    if results.exists() and any(results.iterdir()) and not cfg.predict.overwrite:
-        prepare_results_dir(results, overwrite=False)  # raises the same message before work
+    check_predict_paths(cfg, path)
     trained = False
     if not cfg.predict.server and store.find_model(cfg.models_dir, cfg.classes) is None:
         outcome = train(cfg)
@@ -240,3 +313,12 @@ def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bo
                 f"metrics {outcome.eval_metrics}; nothing to predict with"
             )
     return predict(cfg, path, progress=progress), trained
+
+
+def compile_kubeflow(cfg: KeyclassConfig, output: str) -> dict:
+    """Compile the pipeline for Kubeflow Pipelines to ``output``; returns the spec."""
+    from keyclass.pipeline import kubeflow_runner
+
+    _require_classes(cfg)
+    kubeflow_runner.cloud_paths(cfg)  # refuses missing cloud paths before TFX loads
+    return kubeflow_runner.compile_pipeline(cfg, output)

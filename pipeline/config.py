@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -30,15 +29,27 @@ import yaml
 from keyclass.components.classes import ClassList, class_set_id, normalize_class_name, parse_classes
 from keyclass.components.cleaner.settings import CleanConfig
 from keyclass.components.crawler.settings import KNOWN_ENGINES, SOURCE_KINDS, CrawlConfig
-from keyclass.components.errors import ConfigError
+from keyclass.components.errors import (
+    HOST_PORT,
+    SAFE_NAME,
+    ConfigError,
+    check_choice,
+    check_int,
+    check_pattern,
+    check_range,
+)
 from keyclass.components.trainer.settings import BACKBONES, TrainConfig
 
 BEAM_RUNNERS = ("direct", "dataflow", "flink")
+DIRECT_RUNNING_MODES = ("in_memory", "multi_threading", "multi_processing")
+SERVER_URL = r"(grpcs?|https?)://[^/\s]+/?"
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024
 
 # Re-exported: the configuration's sections live with the components that use them.
 __all__ = [
     "BACKBONES",
     "BEAM_RUNNERS",
+    "DIRECT_RUNNING_MODES",
     "KNOWN_ENGINES",
     "SOURCE_KINDS",
     "CleanConfig",
@@ -68,12 +79,21 @@ class GateConfig:
     # The candidate's loss may exceed the latest blessed model's by at most this much.
     max_loss_increase: float = 0.0
 
+    def validate(self) -> None:
+        """A bound at or below 0 (or NaN) could never bless a model: refused before training."""
+        check_range(self.max_val_loss, 0, 1e6, "gate.max_val_loss", open_low=True)
+        check_range(self.max_loss_increase, 0, 1e6, "gate.max_loss_increase")
+
 
 @dataclasses.dataclass
 class PredictConfig:
     """How `predict` and `run` score a folder."""
 
     threshold: float = 0.99
+    # Instead of a threshold: the lowest one certified for this precision (0 = off)
+    # at confidence_level, from the model's held-out calibration scores.
+    target_precision: float = 0.0
+    confidence_level: float = 0.9
     batch_size: int = 16
     # Segmentation: pixels whose upsampled heatmap >= fraction * max.
     segmentation_fraction: float = 0.5
@@ -84,6 +104,36 @@ class PredictConfig:
     version: int = 0
     label: str = ""
     timeout_s: float = 30.0
+    # CA certificates (PEM) for grpcs:// and https:// servers; empty: the system's.
+    ca_file: str = ""
+
+    def validate(self) -> None:
+        """Refuse prediction settings that cannot work, naming each."""
+        check_range(self.threshold, 0, 1, "predict.threshold", open_low=True)
+        check_range(self.target_precision, 0, 1, "predict.target_precision")  # 0: off, -t decides
+        if self.target_precision >= 1:
+            raise ConfigError("predict.target_precision: must be below 1 (e.g. 0.99): finite data cannot certify 1")
+        check_range(self.confidence_level, 0, 1, "predict.confidence_level", open_low=True)
+        if self.confidence_level >= 1:
+            raise ConfigError("predict.confidence_level: must be below 1 (e.g. 0.9): finite data cannot certify it")
+        check_int(self.batch_size, 1, 4096, "predict.batch_size")
+        check_range(self.segmentation_fraction, 0, 1, "predict.segmentation_fraction", open_low=True)
+        if not self.results.strip():
+            raise ConfigError("predict.results: give a results folder")
+        if self.server:
+            check_pattern(
+                self.server, SERVER_URL, "grpc://HOST:PORT, grpcs://HOST:PORT or http(s)://HOST:PORT", "predict.server"
+            )
+        if self.model_name:
+            check_pattern(self.model_name, SAFE_NAME, "a model name (letters, digits, _ . -)", "predict.model_name")
+        check_int(self.version, 0, 10**12, "predict.version")  # pushed versions are unix times
+        if self.label:
+            check_pattern(self.label, SAFE_NAME, "a version label (letters, digits, _ . -)", "predict.label")
+        if self.version and self.label:
+            raise ConfigError("predict: give --version or --label, not both")
+        check_range(self.timeout_s, 0, 86_400, "predict.timeout_s", open_low=True)
+        if self.ca_file and not Path(self.ca_file).expanduser().is_file():
+            raise ConfigError(f"predict.ca_file: {self.ca_file} is not a readable file")
 
 
 @dataclasses.dataclass
@@ -105,6 +155,42 @@ class RunnerConfig:
     dataflow_temp_location: str = ""
     flink_master: str = "localhost:8081"
     beam_job_endpoint: str = "localhost:8099"
+
+    def validate(self) -> None:
+        """Refuse runner settings that cannot work, naming each."""
+        if not self.home.strip():
+            raise ConfigError("runner.home: give the keyclass home folder")
+        check_choice(self.beam_runner, BEAM_RUNNERS, "runner.beam_runner")
+        check_int(self.direct_num_workers, 0, 1024, "runner.direct_num_workers")
+        check_choice(self.direct_running_mode, DIRECT_RUNNING_MODES, "runner.direct_running_mode")
+        for arg in self.extra_beam_args:
+            check_pattern(
+                arg, r"--[A-Za-z_][\w.\-]*(=.*)?", "a Beam option such as --name=value", "runner.extra_beam_args"
+            )
+        check_pattern(self.image, r"[^\s]+", "a container image reference without spaces", "runner.image")
+        for name in ("cloud_pipeline_root", "cloud_serving_dir"):
+            value = getattr(self, name)
+            if value:
+                check_pattern(
+                    value,
+                    r"[a-z][a-z0-9+.\-]*://\S+|/\S*",
+                    "a URI (gs://..., s3://...) or an absolute path",
+                    f"runner.{name}",
+                )
+        if self.gcp_project:
+            check_pattern(
+                self.gcp_project,
+                r"([a-z][a-z0-9.\-]*:)?[a-z][a-z0-9\-]{0,62}",
+                "a Google Cloud project id",
+                "runner.gcp_project",
+            )
+        check_pattern(
+            self.gcp_region, r"[a-z]+-[a-z]+\d+", "a Google Cloud region such as us-central1", "runner.gcp_region"
+        )
+        if self.dataflow_temp_location:
+            check_pattern(self.dataflow_temp_location, r"gs://\S+", "a gs:// location", "runner.dataflow_temp_location")
+        check_pattern(self.flink_master, HOST_PORT, "HOST:PORT", "runner.flink_master")
+        check_pattern(self.beam_job_endpoint, HOST_PORT, "HOST:PORT", "runner.beam_job_endpoint")
 
 
 @dataclasses.dataclass
@@ -283,30 +369,16 @@ def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, A
 
 def validate(cfg: KeyclassConfig) -> None:
     """Refuse settings that cannot work, naming each, before any work starts."""
+    if cfg.pipeline_name:
+        # It becomes a folder under <home>/pipelines/: no separators, no "..".
+        check_pattern(cfg.pipeline_name, SAFE_NAME, "a name (letters, digits, _ . -)", "pipeline_name")
+    check_int(cfg.image_size, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE, "image_size")
     cfg.crawl.validate()
-    if cfg.image_size < 32:
-        raise ConfigError(f"image_size: must be at least 32, got {cfg.image_size}")
     cfg.clean.validate()
     cfg.train.validate()
-
-    p = cfg.predict
-    if not 0 < p.threshold <= 1:
-        raise ConfigError(f"threshold: must be in (0, 1], got {p.threshold}")
-    _positive(p.batch_size, "predict.batch_size")
-    if not 0 < p.segmentation_fraction <= 1:
-        raise ConfigError("predict.segmentation_fraction: must be in (0, 1]")
-    if p.version and p.label:
-        raise ConfigError("predict: give --version or --label, not both")
-    if p.server and not re.match(r"^(grpc|http|https)://", p.server):
-        raise ConfigError(f"server: use grpc://HOST:PORT or http://HOST:PORT, got {p.server!r}")
-
-    if cfg.runner.beam_runner not in BEAM_RUNNERS:
-        raise ConfigError(f"runner.beam_runner: unknown {cfg.runner.beam_runner!r}; use {', '.join(BEAM_RUNNERS)}")
-
-
-def _positive(value: float, where: str) -> None:
-    if value <= 0:
-        raise ConfigError(f"{where}: must be positive, got {value}")
+    cfg.gate.validate()
+    cfg.predict.validate()
+    cfg.runner.validate()
 
 
 def dumps(cfg: KeyclassConfig) -> str:

@@ -9,12 +9,15 @@ accuracy table and leaves the Grad-CAM result images in the results folder.
 
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
-from keyclass.pipeline import commands, demo_images
+from keyclass.pipeline import commands, demo_images, store
 from keyclass.pipeline.config import KeyclassConfig, apply_overrides, validate
 from keyclass.pipeline.demo_engine import DemoSearchEngine
+from keyclass.pipeline.predict.certify import format_certificates
+from keyclass.pipeline.predict.results_dir import check_results_dir, prepare_results_dir
 from keyclass.pipeline.predict.summary import format_table
 
 # Test images are drawn far from the indices the engine serves, so none was trained on.
@@ -67,13 +70,24 @@ def run_demo(
 ) -> int:
     """Run the demo; returns the process exit code."""
     t0 = time.perf_counter()
-    test_dir = write_test_folder(Path(results).parent / "test-images", test_per_class)
+    # Every setting checked before any work (the engine's address is known only later).
+    demo_config(copy.deepcopy(cfg), "http://127.0.0.1/images/async", per_class, results, set(user_keys))
+    # The demo replaces its results and test folders on every run: only ever folders it
+    # created itself (the results folder's rules and marker), checked before any work.
+    test_dir = Path(results).parent / "test-images"
+    check_results_dir(results, prediction_root=test_dir, home=cfg.home, overwrite=True)
+    prepare_results_dir(test_dir, overwrite=True, home=cfg.home)
+    write_test_folder(test_dir, test_per_class)
     with DemoSearchEngine(classes=demo_images.DEMO_CLASSES, images_per_class=per_class) as engine:
         cfg = demo_config(cfg, engine.search_url, per_class, results, set(user_keys))
         print(f"demo: search engine on {engine.search_url}; classes {', '.join(cfg.crawl.classes)}")
         print(f"demo: home {cfg.home}; backbone {cfg.train.backbone} ({cfg.train.weights} weights)")
         summary, trained = commands.run(cfg, str(test_dir))
     print("trained a new model" if trained else "reused the stored model for these classes")
+    model = store.find_model(cfg.models_dir, cfg.classes)
+    if model is not None:
+        print(f"model {model.model_name} version {model.version}")
+        print(format_certificates(model.metadata.get("calibration"), len(cfg.classes)))
     print(format_table(summary))
     print(f"\nresult images and tables in {results}  ({time.perf_counter() - t0:.0f} s)")
     return 0

@@ -13,7 +13,11 @@ Routes:
 - ``/images/async?q=KW&first=N``: a Bing-style page (``<div class="imgpt"><a m='{"murl":...}'>``)
   with the keyword's results ``[N, N + page_size)``;
 - ``/search?q=KW&start=N``: the same results in a Google-style ``<script>`` block;
-- ``/img/<keyword>/<index>.jpg``: ``provider(keyword, index)`` (default: demo_images.render).
+- ``/img/<keyword>/<index>.<ext>``: ``provider(keyword, index)`` (default:
+  demo_images.render) in the format its extension names. Like real results, the URLs mix
+  ``.jpg``, ``.jpeg``, ``.png`` and ``.webp``, and some carry a query string
+  (:meth:`DemoSearchEngine.image_url`), so a crawler that keeps only ``.jpg`` results
+  falls short.
 
 Subclasses add results and routes through :meth:`DemoSearchEngine.extra_results`,
 :meth:`DemoSearchEngine.page_override` and :meth:`DemoSearchEngine.serve_extra` (the
@@ -27,16 +31,27 @@ from __future__ import annotations
 
 import argparse
 import html
+import io
 import json
 import threading
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
+from PIL import Image
+
 from keyclass.components.classes import normalize_class_name
 from keyclass.pipeline import demo_images
 
 Provider = Callable[[str, int], bytes]
+
+# Result URL extensions, in turn by index: (extension, Pillow format, content type).
+IMAGE_FORMATS = (
+    ("jpg", "JPEG", "image/jpeg"),
+    ("jpeg", "JPEG", "image/jpeg"),
+    ("png", "PNG", "image/png"),
+    ("webp", "WEBP", "image/webp"),
+)
 
 
 class DemoSearchEngine:
@@ -107,7 +122,23 @@ class DemoSearchEngine:
         return f"{self.base_url}/search"
 
     def image_url(self, keyword: str, index: int) -> str:
-        return f"{self.base_url}/img/{quote(normalize_class_name(keyword))}/{index}.jpg"
+        """``index``'s result URL: the extension cycles through IMAGE_FORMATS and every
+        third URL carries a query string, as image hosts' URLs do."""
+        ext = IMAGE_FORMATS[index % len(IMAGE_FORMATS)][0]
+        query = "?w=640&fmt=auto" if index % 3 == 2 else ""
+        return f"{self.base_url}/img/{quote(normalize_class_name(keyword))}/{index}.{ext}{query}"
+
+    def image_bytes(self, keyword: str, index: int, ext: str | None = None) -> tuple[bytes, str]:
+        """What ``image_url(keyword, index)`` serves: the provider's image in the format
+        of the URL's extension, and its content type."""
+        ext = ext or IMAGE_FORMATS[index % len(IMAGE_FORMATS)][0]
+        fmt, ctype = next((f, c) for e, f, c in IMAGE_FORMATS if e == ext)
+        data = self.provider(normalize_class_name(keyword), index)
+        if fmt == "JPEG":
+            return data, ctype
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(data)).convert("RGB").save(buf, fmt, **({"quality": 90} if fmt == "WEBP" else {}))
+        return buf.getvalue(), ctype
 
     # Extension points ------------------------------------------------------------------
     def extra_results(self, keyword: str) -> list[str]:
@@ -190,11 +221,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _image(self, path: str) -> None:
         try:
             _, _, kw, name = path.split("/", 3)
-            index = int(name.removesuffix(".jpg"))
-            body = self.engine.provider(unquote(kw), index)
-        except (ValueError, KeyError):
+            stem, _, ext = name.partition(".")
+            if ext not in {e for e, _, _ in IMAGE_FORMATS}:
+                raise ValueError(ext)
+            body, ctype = self.engine.image_bytes(unquote(kw), int(stem), ext)
+        except (ValueError, KeyError, StopIteration):
             return self.send(404, b"no such image", "text/plain")
-        self.send(200, body, "image/jpeg")
+        self.send(200, body, ctype)
 
 
 def _int(value: str) -> int:

@@ -13,6 +13,7 @@ import os
 from absl import logging
 from tfx import v1 as tfx
 
+from keyclass.components.pusher.executor import NOT_PUSHED_REASON
 from keyclass.pipeline import metadata
 from keyclass.pipeline.config import KeyclassConfig
 from keyclass.pipeline.pipeline import create_pipeline
@@ -30,6 +31,7 @@ class RunOutcome:
     pushed: bool | None = None
     pushed_path: str = ""
     pushed_version: str = ""
+    not_pushed_reason: str = ""  # a blessed model the Pusher refused (failed calibration)
     eval_metrics: dict = dataclasses.field(default_factory=dict)
 
 
@@ -74,6 +76,7 @@ def collect_outcome(cfg: KeyclassConfig, ingestion_only: bool) -> RunOutcome:
         out.pushed = bool(props["pushed"].int_value) if "pushed" in props else None
         out.pushed_path = props["pushed_destination"].string_value if "pushed_destination" in props else ""
         out.pushed_version = props["pushed_version"].string_value if "pushed_version" in props else ""
+        out.not_pushed_reason = props[NOT_PUSHED_REASON].string_value if NOT_PUSHED_REASON in props else ""
     return out
 
 

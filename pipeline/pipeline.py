@@ -14,6 +14,7 @@ import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from tfx import v1 as tfx
 
+from keyclass.components import layout
 from keyclass.components.cleaner.component import ImageCleaner
 from keyclass.components.cleaner.settings import CleanerSettings
 from keyclass.components.crawler.component import ImageCrawler
@@ -37,6 +38,22 @@ INGESTION_IDS = (
 )
 TRAINING_IDS = ("Trainer", "latest_blessed_model_resolver", "Evaluator", "Pusher")
 
+# What the terminal calls the steps (a line per stage): stage -> component ids, in order.
+STAGES = (
+    ("crawl", ("ImageCrawler",)),
+    ("clean", ("ImageCleaner",)),
+    ("validate", ("StatisticsGen", "SchemaGen", "CurateSchema", "ExampleValidator", "ValidationGate")),
+    ("train", ("Trainer",)),
+    ("evaluate", ("latest_blessed_model_resolver", "Evaluator")),
+    ("push", ("Pusher",)),
+)
+
+
+def stages(ingestion_only: bool = False) -> list[tuple[str, tuple[str, ...]]]:
+    """The stages of the pipeline :func:`create_pipeline` builds with ``ingestion_only``."""
+    ids = set(INGESTION_IDS) | (set() if ingestion_only else set(TRAINING_IDS))
+    return [(name, nodes) for name, nodes in STAGES if set(nodes) <= ids]
+
 
 def eval_config(max_val_loss: float, max_loss_increase: float) -> tfma.EvalConfig:
     """Validation loss gates the model: an absolute bound and no worse than the latest
@@ -46,7 +63,9 @@ def eval_config(max_val_loss: float, max_loss_increase: float) -> tfma.EvalConfi
             tfma.ModelSpec(
                 signature_name=model_layout.SERVING_TF_EXAMPLE,
                 label_key="label",
-                prediction_key="probabilities",
+                # The gate judges the model's own validation loss: the uncalibrated
+                # softmax (the temperature was fitted on this very split).
+                prediction_key="raw_probabilities",
                 preprocessing_function_names=[],
             )
         ],
@@ -82,13 +101,15 @@ def create_pipeline(
     metadata_connection_config=None,
     ingestion_only: bool = False,
     enable_cache: bool = True,
+    crawl_snapshot: tfx.dsl.experimental.RuntimeParameter | None = None,
 ) -> tfx.dsl.Pipeline:
     """Build the pipeline. ``serving_model_dir`` is ``<models>/<model_name>`` (pushed
-    versions go below it). ``ingestion_only`` stops after the validation gate."""
+    versions go below it). ``ingestion_only`` stops after the validation gate.
+    ``crawl_snapshot`` replaces ``crawl.snapshot`` with a runtime parameter (Kubeflow)."""
     classes = config.classes
     classes_json = classes.to_json()
 
-    crawler = ImageCrawler.from_config(config.crawl)
+    crawler = ImageCrawler.from_config(config.crawl, snapshot=crawl_snapshot)
     cleaner = ImageCleaner.from_settings(
         raw_images=crawler.outputs["raw_images"],
         settings=CleanerSettings.create(
@@ -100,7 +121,9 @@ def create_pipeline(
         stats_options=tfdv.StatsOptions(enable_semantic_domain_stats=True),
     )
     schema_gen = tfx.components.SchemaGen(statistics=statistics_gen.outputs["statistics"], infer_feature_shape=True)
-    curate = CurateSchema(schema=schema_gen.outputs["schema"], classes_json=classes_json)
+    curate = CurateSchema(
+        schema=schema_gen.outputs["schema"], statistics=statistics_gen.outputs["statistics"], classes_json=classes_json
+    )
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=curate.outputs["curated_schema"]
     )
@@ -120,6 +143,8 @@ def create_pipeline(
             examples=cleaner.outputs["examples"],
             schema=curate.outputs["curated_schema"],
             custom_config=trainer_custom_config(classes, config.image_size, config.train),
+            train_args=tfx.proto.TrainArgs(splits=[layout.TRAIN_SPLIT]),
+            eval_args=tfx.proto.EvalArgs(splits=[layout.EVAL_SPLIT]),
         )
         trainer.add_upstream_node(gate)
         resolver = tfx.dsl.Resolver(
@@ -132,6 +157,7 @@ def create_pipeline(
             model=trainer.outputs["model"],
             baseline_model=resolver.outputs["model"],
             eval_config=eval_config(config.gate.max_val_loss, config.gate.max_loss_increase),
+            example_splits=[layout.EVAL_SPLIT],
         )
         pusher = AtomicPusher(
             model=trainer.outputs["model"],

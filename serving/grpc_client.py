@@ -1,5 +1,7 @@
 """TF Serving over gRPC: PredictionService (Predict, GetModelMetadata) and ModelService
-(GetModelStatus), with timeouts, retries on UNAVAILABLE and errors that name the model."""
+(GetModelStatus), with timeouts, retries on UNAVAILABLE and errors that name the model.
+``tls=True`` (``grpcs://`` in :func:`keyclass.serving.predictor.make_predictor`) uses a
+TLS channel verified against ``ca_file`` (PEM), or the system's roots without one."""
 
 from __future__ import annotations
 
@@ -44,15 +46,30 @@ class GrpcPredictor(RemotePredictor):
         backoff_s: float = 0.5,
         classes: list[str] | None = None,
         saved_model_dir: str | None = None,
+        tls: bool = False,
+        ca_file: str | None = None,
     ):
         super().__init__(model_name, version, label, timeout_s, retries, backoff_s, classes, saved_model_dir)
         self.target = target
-        self.endpoint = f"grpc://{target}"
+        self.endpoint = f"{'grpcs' if tls else 'grpc'}://{target}"
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ]
-        self._channel = grpc.insecure_channel(target, options=options)
+        if tls:
+            roots = None
+            if ca_file:
+                try:
+                    with open(ca_file, "rb") as f:
+                        roots = f.read()
+                except OSError as e:
+                    raise PredictorError(f"ca_file {ca_file}: cannot read it ({e.strerror})") from None
+            credentials = grpc.ssl_channel_credentials(root_certificates=roots)
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        elif ca_file:
+            raise PredictorError("ca_file is for TLS servers: use grpcs://HOST:PORT")
+        else:
+            self._channel = grpc.insecure_channel(target, options=options)
         self._predict_stub = prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
         self._model_stub = model_service_pb2_grpc.ModelServiceStub(self._channel)
 
@@ -65,9 +82,11 @@ class GrpcPredictor(RemotePredictor):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _spec(self, spec: model_pb2.ModelSpec, signature: str = "") -> None:
+    def _spec(self, spec: model_pb2.ModelSpec, signature: str = "", version: int | None = None) -> None:
         spec.name = self.model_name
-        if self.version:
+        if version:
+            spec.version.value = version
+        elif self.version:
             spec.version.value = self.version
         elif self.label:
             spec.version_label = self.label
@@ -115,9 +134,11 @@ class GrpcPredictor(RemotePredictor):
             "signatures": savedmodel.signature_map_to_dict(sig_map),
         }
 
-    def _status(self) -> list[dict]:
+    def _status(self, version: int | None = None) -> list[dict]:
         request = get_model_status_pb2.GetModelStatusRequest()
-        self._spec(request.model_spec)
+        request.model_spec.name = self.model_name
+        if version:
+            request.model_spec.version.value = version
         response = self._call("status", self._model_stub.GetModelStatus, request)
         return [
             {

@@ -1,6 +1,6 @@
 """Pick a predictor for a server address, and a small command line to try one.
 
-``make_predictor("grpc://host:8500", ...)`` → :class:`GrpcPredictor`,
+``make_predictor("grpc://host:8500", ...)`` → :class:`GrpcPredictor` (``grpcs://`` with TLS),
 ``make_predictor("http://host:8501", ...)`` → :class:`RestPredictor`,
 ``make_predictor("", saved_model_dir=...)`` → :class:`LocalPredictor`.
 
@@ -37,10 +37,12 @@ def make_predictor(
     *,
     classes: list[str] | None = None,
     retries: int = 3,
+    ca_file: str | None = None,
 ) -> Predictor:
-    """The predictor for ``server``: ``grpc://HOST:PORT``, ``http(s)://HOST:PORT`` or ""
-    for in-process. For a server, ``classes`` or ``saved_model_dir`` supply the class
-    list (see :mod:`serving.remote`); in-process, ``saved_model_dir`` is the model."""
+    """The predictor for ``server``: ``grpc://HOST:PORT``, ``grpcs://HOST:PORT`` (TLS),
+    ``http(s)://HOST:PORT`` or "" for in-process. For a server, ``classes`` or
+    ``saved_model_dir`` supply the class list (see :mod:`serving.remote`); in-process,
+    ``saved_model_dir`` is the model. ``ca_file``: PEM roots for a TLS server."""
     version = int(version) if version else None
     label = label or None
     if not server:
@@ -49,9 +51,9 @@ def make_predictor(
         if label:
             raise ValueError(f"label {label!r}: version labels are a TF Serving feature; give a version or --server")
         return LocalPredictor(saved_model_dir, version=version, model_name=model_name or None)
-    m = re.match(r"^(grpc|https?)://([^/]+)/?$", server)
+    m = re.match(r"^(grpcs?|https?)://([^/]+)/?$", server)
     if not m:
-        raise ValueError(f"server: use grpc://HOST:PORT or http(s)://HOST:PORT, got {server!r}")
+        raise ValueError(f"server: use grpc(s)://HOST:PORT or http(s)://HOST:PORT, got {server!r}")
     common = dict(
         model_name=model_name,
         version=version,
@@ -61,9 +63,9 @@ def make_predictor(
         classes=classes,
         saved_model_dir=saved_model_dir,
     )
-    if m.group(1) == "grpc":
-        return GrpcPredictor(m.group(2), **common)
-    return RestPredictor(server.rstrip("/"), **common)
+    if m.group(1) in ("grpc", "grpcs"):
+        return GrpcPredictor(m.group(2), tls=m.group(1) == "grpcs", ca_file=ca_file, **common)
+    return RestPredictor(server.rstrip("/"), ca_file=ca_file, **common)
 
 
 def summarize(result: PredictResult) -> list[dict]:
@@ -71,6 +73,8 @@ def summarize(result: PredictResult) -> list[dict]:
     rows = []
     for i, name in enumerate(result.class_name):
         row = {"class_name": name, "class_id": int(result.class_id[i]), "confidence": float(result.confidence[i])}
+        if result.raw_confidence is not None:
+            row["raw_confidence"] = float(result.raw_confidence[i])
         if result.heatmap is not None:
             row["heatmap_shape"] = list(result.heatmap[i].shape)
             row["heatmap_max"] = float(result.heatmap[i].max())
@@ -87,11 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--label", default=None)
     p.add_argument("--saved-model-dir", default=None)
     p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--ca-file", default=None, help="PEM CA certificates for grpcs:// or https:// servers")
     p.add_argument("--signatures", default="grad_cam", help="comma-separated signatures to call")
     p.add_argument("--class-index", type=int, default=0, help="class id for grad_cam_class")
     a = p.parse_args(argv)
     try:
-        predictor = make_predictor(a.server, a.model, a.version, a.label, a.timeout, a.saved_model_dir)
+        predictor = make_predictor(
+            a.server, a.model, a.version, a.label, a.timeout, a.saved_model_dir, ca_file=a.ca_file
+        )
         images = [Path(f).read_bytes() for f in a.images]
         meta = predictor.metadata()
         report: dict = {

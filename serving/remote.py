@@ -141,17 +141,32 @@ class RemotePredictor:
                 self._metadata_cache["keyclass"] = dict(self._keyclass_meta)
         return self._metadata_cache
 
+    def resolved_version(self) -> int | None:
+        """The version this predictor addresses now: ``version``, the one ``label``
+        names on the server (asked afresh through GetModelMetadata, which resolves labels),
+        or None for the newest."""
+        if self.version:
+            return self.version
+        if self.label:
+            return self._metadata()["version"]
+        return None
+
     def status(self) -> list[dict]:
-        return self._status()
+        """The served versions' states. TF Serving's GetModelStatus ignores a version
+        label and answers every version, so for a label the labelled version is resolved
+        first and only its state is returned."""
+        return self._status(self.resolved_version() if self.label else self.version)
 
     def wait_until_available(self, timeout_s: float = 60.0, poll_s: float = 1.0) -> list[dict]:
-        """Poll the model status until a version is AVAILABLE; returns the status."""
+        """Poll until the addressed version is AVAILABLE (for a label: the version the
+        label names, not just any version); returns its status."""
         deadline = time.monotonic() + timeout_s
         last: object = None
         while True:
             try:
                 st = self.status()
-                if any(s["state"] == "AVAILABLE" for s in st):
+                pinned = self.version or self.label
+                if st and (all if pinned else any)(s["state"] == "AVAILABLE" for s in st):
                     return st
                 last = st
             except PredictorError as e:
@@ -176,5 +191,6 @@ class RemotePredictor:
     def _metadata(self) -> dict:
         raise NotImplementedError
 
-    def _status(self) -> list[dict]:
+    def _status(self, version: int | None = None) -> list[dict]:
+        """One GetModelStatus: every version, or only ``version``."""
         raise NotImplementedError

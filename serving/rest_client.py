@@ -41,11 +41,16 @@ class RestPredictor(RemotePredictor):
         backoff_s: float = 0.5,
         classes: list[str] | None = None,
         saved_model_dir: str | None = None,
+        ca_file: str | None = None,
     ):
         super().__init__(model_name, version, label, timeout_s, retries, backoff_s, classes, saved_model_dir)
         self.base_url = base_url.rstrip("/")
         self.endpoint = self.base_url
         self._session = requests.Session()
+        if ca_file:
+            if not self.base_url.startswith("https://"):
+                raise PredictorError("ca_file is for TLS servers: use https://HOST:PORT")
+            self._session.verify = ca_file
 
     def close(self) -> None:
         self._session.close()
@@ -56,10 +61,10 @@ class RestPredictor(RemotePredictor):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def model_url(self) -> str:
+    def model_url(self, version: int | None = None) -> str:
         url = f"{self.base_url}/v1/models/{self.model_name}"
-        if self.version:
-            url += f"/versions/{self.version}"
+        if version or self.version:
+            url += f"/versions/{version or self.version}"
         elif self.label:
             url += f"/labels/{self.label}"
         return url
@@ -122,8 +127,9 @@ class RestPredictor(RemotePredictor):
             "signatures": savedmodel.signature_map_to_dict(sig_map),
         }
 
-    def _status(self) -> list[dict]:
-        answer = self._request("status", "GET", self.model_url())
+    def _status(self, version: int | None = None) -> list[dict]:
+        url = f"{self.base_url}/v1/models/{self.model_name}" + (f"/versions/{version}" if version else "")
+        answer = self._request("status", "GET", url)
         return [
             {
                 "version": int(s["version"]),

@@ -22,6 +22,7 @@ from keyclass.serving.model_layout import (
     IMAGE_FEATURE,
     IMAGES_INPUT,
     OUTPUTS,
+    RAW_OUTPUTS,
     SERVING_TF_EXAMPLE,
 )
 
@@ -46,8 +47,10 @@ class ServerUnavailableError(PredictorError):
 class PredictResult:
     """Predictions for N images from a model with K classes.
 
-    ``heatmap`` is (N,h,w) in 0..1 for the Grad-CAM signatures, else None.
-    ``model_version`` is the version that answered, when known.
+    ``probabilities`` and ``confidence`` are calibrated (``softmax(logits / T)``);
+    ``raw_probabilities`` and ``raw_confidence`` are ``softmax(logits)``, None for models
+    exported before calibration. ``heatmap`` is (N,h,w) in 0..1 for the Grad-CAM
+    signatures, else None. ``model_version`` is the version that answered, when known.
     """
 
     probabilities: np.ndarray  # (N,K) float32
@@ -56,6 +59,8 @@ class PredictResult:
     confidence: np.ndarray  # (N,) float32
     heatmap: np.ndarray | None = None  # (N,h,w) float32
     model_version: int | None = None
+    raw_probabilities: np.ndarray | None = None  # (N,K) float32
+    raw_confidence: np.ndarray | None = None  # (N,) float32
 
     def __len__(self) -> int:
         return len(self.class_name)
@@ -70,6 +75,7 @@ class PredictResult:
         if probs.ndim != 2:
             raise PredictorError(f"probabilities: expected shape (N,K), got {probs.shape}")
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in np.asarray(outputs["class_name"]).tolist()]
+        raw_probs, raw_conf = (np.asarray(outputs[k], dtype=np.float32) if k in outputs else None for k in RAW_OUTPUTS)
         result = cls(
             probabilities=probs,
             class_id=np.asarray(outputs["class_id"], dtype=np.int64).reshape(-1),
@@ -77,11 +83,17 @@ class PredictResult:
             confidence=np.asarray(outputs["confidence"], dtype=np.float32).reshape(-1),
             heatmap=np.asarray(outputs[HEATMAP_OUTPUT], dtype=np.float32) if HEATMAP_OUTPUT in outputs else None,
             model_version=model_version,
+            raw_probabilities=raw_probs,
+            raw_confidence=None if raw_conf is None else raw_conf.reshape(-1),
         )
         n = probs.shape[0]
         sizes = {"class_id": len(result.class_id), "class_name": len(names), "confidence": len(result.confidence)}
         if result.heatmap is not None:
             sizes["heatmap"] = result.heatmap.shape[0]
+        for key in RAW_OUTPUTS:
+            value = getattr(result, key)
+            if value is not None:
+                sizes[key] = value.shape[0]
         if any(v != n for v in sizes.values()):
             raise PredictorError(f"outputs disagree on the number of images: probabilities {n}, {sizes}")
         return result

@@ -1,4 +1,4 @@
-"""ImageCleaner: RawImages in; cleaned, deduplicated, balanced train/eval Examples out."""
+"""ImageCleaner: RawImages in; cleaned, deduplicated, balanced train/eval/calibration Examples out."""
 
 from __future__ import annotations
 

@@ -103,7 +103,11 @@ def phash_only(
     )
     grouped = funnel.group(screened, funnel.phash_links(screened.phashes(metas), settings.near_duplicate_distance))
     out = funnel.finish(
-        grouped, classes=settings.classes, balance=settings.balance, eval_fraction=settings.eval_fraction
+        grouped,
+        classes=settings.classes,
+        balance=settings.balance,
+        eval_fraction=settings.eval_fraction,
+        calibration_fraction=settings.calibration_fraction,
     )
     block = _block(
         settings,
@@ -164,6 +168,7 @@ def curate_with_embeddings(
         classes=settings.classes,
         balance=settings.balance,
         eval_fraction=settings.eval_fraction,
+        calibration_fraction=settings.calibration_fraction,
         label_issues=issues,
     )
     t3 = time.perf_counter()

@@ -7,7 +7,11 @@ normalised exactly as training images were):
   files get their own reasons instead of a generic "not an image";
 - the whole file is decoded (``load()``), so a truncated download fails here, not later;
 - a declared size above ``max_pixels`` is refused before any pixel is decoded, and
-  Pillow's own decompression-bomb error and warning count as errors too;
+  Pillow's own decompression-bomb error counts as one too;
+- **every** exception raised while decoding one file becomes a :class:`DecodeError`
+  with a reason: a damaged file makes Pillow's plugins raise ``IndexError``,
+  ``struct.error``, ``TypeError``... (found by fuzzing, ``tests/cleaner/test_fuzz_corpus.py``),
+  and none of them may stop a run;
 - EXIF orientation is applied; animations keep their first frame;
 - every colour mode becomes 8-bit RGB: transparency is composited on white, CMYK and
   palettes are converted, 16-bit and 32-bit greyscale are scaled to 0..255 (not clipped).
@@ -22,7 +26,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import struct
 import warnings
 
 import numpy as np
@@ -86,34 +89,45 @@ def _sniff(data: bytes) -> None:
 
 
 def decode(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
-    """Decode ``data`` fully into an upright RGB image; raise DecodeError with a reason."""
+    """Decode ``data`` fully into an upright RGB image; raise DecodeError with a reason.
+
+    Never raises anything else for bad bytes: whatever a damaged file makes Pillow raise
+    becomes this file's drop reason."""
     _sniff(data)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            im = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise DecodeError(BOMB, str(e)) from None
-        except UnidentifiedImageError:
-            raise DecodeError(NOT_AN_IMAGE, f"no raster format recognised ({data[:8]!r}...)") from None
-        except (OSError, SyntaxError, ValueError, EOFError) as e:
-            raise DecodeError(CORRUPT, str(e)) from None
-        fmt, mode = im.format or "", im.mode
-        w, h = im.size
-        if w <= 0 or h <= 0:
-            raise DecodeError(CORRUPT, f"declared size {w}x{h}")
-        if w * h > max_pixels:
-            raise DecodeError(BOMB, f"{w}x{h} = {w * h} pixels exceeds the cap of {max_pixels}")
-        frames = int(getattr(im, "n_frames", 1) or 1)
-        try:
-            if frames > 1:
-                im.seek(0)
-            im.load()
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-            raise DecodeError(BOMB, str(e)) from None
-        except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
-            reason = TRUNCATED if "truncat" in str(e).lower() or isinstance(e, EOFError) else CORRUPT
-            raise DecodeError(reason, str(e) or type(e).__name__) from None
+    try:
+        return _decode(data, max_pixels)
+    except DecodeError:
+        raise
+    except MemoryError as e:
+        raise DecodeError(BOMB, f"MemoryError: {e}") from None
+    except Exception as e:  # noqa: BLE001 - any error decoding one file is that file's drop reason
+        raise DecodeError(_reason(e), f"{type(e).__name__}: {e}") from None
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return BOMB
+    if isinstance(e, EOFError) or "truncat" in str(e).lower():
+        return TRUNCATED
+    return CORRUPT
+
+
+def _decode(data: bytes, max_pixels: int) -> Decoded:
+    try:
+        im = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
+    except UnidentifiedImageError:
+        raise DecodeError(NOT_AN_IMAGE, f"no raster format recognised ({data[:8]!r}...)") from None
+    fmt, mode = im.format or "", im.mode
+    w, h = im.size
+    if w <= 0 or h <= 0:
+        raise DecodeError(CORRUPT, f"declared size {w}x{h}")
+    if w * h > max_pixels:
+        raise DecodeError(BOMB, f"{w}x{h} = {w * h} pixels exceeds the cap of {max_pixels}")
+    # n_frames walks the whole file: a truncated animation fails here (IndexError, EOFError...).
+    frames = int(getattr(im, "n_frames", 1) or 1)
+    if frames > 1:
+        im.seek(0)
+    im.load()
     im = _upright(im)
     return Decoded(image=to_rgb(im), format=fmt, mode=mode, frames=frames)
 
@@ -122,7 +136,7 @@ def _upright(im: Image.Image) -> Image.Image:
     """Apply the EXIF orientation; a malformed EXIF block leaves the image as stored."""
     try:
         out = ImageOps.exif_transpose(im)
-    except (ValueError, TypeError, KeyError, OSError, SyntaxError) as e:
+    except Exception as e:  # noqa: BLE001 - damaged EXIF must not cost an otherwise good image
         warnings.warn(f"ignoring unreadable EXIF orientation: {e}", stacklevel=2)
         return im
     return out if out is not None else im

@@ -22,6 +22,7 @@ from tfx.types import artifact_utils
 
 from keyclass.components import layout
 from keyclass.components.cleaner import cleaning, funnel, progress, spec, stages
+from keyclass.components.cleaner.running import direct_running_args, runs_locally
 
 
 class ManifestError(ValueError):
@@ -48,13 +49,24 @@ def read_manifest(raw_uri: str) -> list[funnel.Record]:
     return records
 
 
-class Executor(base_beam_executor.BaseBeamExecutor):
-    """Cleans a RawImages artifact into train/eval Examples and a CleaningReport."""
+def closing_line(totals: dict[str, Any], files: int, curation: dict[str, Any] | None = None) -> str:
+    """The cleaner's one line: what the found images became, and what curated them (or,
+    loudly, that nothing did)."""
+    outcomes = totals["outcomes"]
+    rest = ", ".join(f"{n} {o}" for o, n in outcomes.items() if o != funnel.KEPT and n)
+    line = f"clean: {totals['found']} found ({files} files): {outcomes.get(funnel.KEPT, 0)} kept" + (
+        f" ({rest})" if rest else ""
+    )
+    if not curation:
+        return line
+    if curation.get("mode") != "embedding":
+        return f"{line}; NO CURATION: {curation.get('reason')}"
+    pruned = sum((curation.get("label_issues") or {}).get("per_class", {}).values())
+    return f"{line}; curated with {curation.get('backbone')}: {pruned} label issues pruned"
 
-    def _runs_locally(self) -> bool:
-        """Beam's DirectRunner (the default): workers share this machine's disk."""
-        runners = [a.split("=", 1)[1] for a in self._beam_pipeline_args or [] if a.startswith("--runner=")]
-        return not runners or runners[-1] in ("DirectRunner", "direct")
+
+class Executor(base_beam_executor.BaseBeamExecutor):
+    """Cleans a RawImages artifact into train/eval/calibration Examples and a CleaningReport."""
 
     def Do(
         self,
@@ -75,11 +87,15 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         fileio.makedirs(report.uri)
         staging = self._staging_dir()
         files = sum(len(batch) for batch in stages.file_batches(records, settings.classes))
+        beam_args = list(self._beam_pipeline_args or [])
+        self._beam_pipeline_args = direct_running_args(beam_args, files, settings.direct_threads_up_to)
+        logging.info("ImageCleaner: %d files; Beam arguments %s", files, self._beam_pipeline_args)
         try:
-            with progress.ProgressBar(files, enabled=self._runs_locally()) as bar:
+            with progress.ProgressBar(files, enabled=runs_locally(beam_args)) as bar:
                 rep = cleaning.clean(
                     records, raw.uri, settings, examples.uri, report.uri, staging, self._make_beam_pipeline, bar.dir
                 )
+                bar.finish(closing_line(rep["totals"], files, rep.get("curation")))
         finally:
             if fileio.exists(staging):
                 fileio.rmtree(staging)

@@ -33,11 +33,13 @@ The decisions, in order (a record leaves at the first one that applies):
    non-empty class, keeping the pictures with the smallest ``sha256("balance:" + pixel hash)``
    (deterministic, independent of manifest order). An empty class does not empty the
    others; the validation gate refuses the dataset anyway.
-7. ``kept``, in split ``eval`` when ``sha256("split:" + pixel hash)`` falls below
-   ``eval_fraction`` of the hash range, else ``train``. A picture's split depends on its
-   pixels only, so reruns (and later crawls with more images) never move it; near
-   duplicates never straddle the split because only one of them is kept. A class with
-   at least two kept pictures gets at least one in each split.
+7. ``kept``, in split ``eval`` when ``u = sha256("split:" + pixel hash)`` falls below
+   ``eval_fraction`` of the hash range, ``calibration`` when it falls in the next
+   ``calibration_fraction``, else ``train``. A picture's split depends on its pixels
+   only, so reruns (and later crawls with more images) never move it, and the eval
+   split is the one it was before the calibration split existed; near duplicates never
+   straddle a split because only one of them is kept. A class with at least as many
+   kept pictures as splits gets at least one in each (taken from the largest).
 """
 
 from __future__ import annotations
@@ -65,7 +67,8 @@ CROSS_CLASS = "cross_class"
 BALANCE = "balance"
 LABEL_ISSUE = "label_issue"
 
-FUNNEL_STAGES = ("found", "downloaded", "decoded", "large_enough", "unique", "label_ok", "balanced", "train", "eval")
+SPLIT_STAGES = (layout.TRAIN_SPLIT, layout.EVAL_SPLIT, layout.CALIBRATION_SPLIT)
+FUNNEL_STAGES = ("found", "downloaded", "decoded", "large_enough", "unique", "label_ok", "balanced", *SPLIT_STAGES)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -270,6 +273,7 @@ def finish(
     classes: Sequence[str],
     balance: bool,
     eval_fraction: float,
+    calibration_fraction: float,
     label_issues: Mapping[str, LabelIssue] | None = None,
 ) -> dict[int, Decision]:
     """Rules 5-7: label issues (keyed by pixel hash) are dropped, the classes balanced and
@@ -304,7 +308,7 @@ def finish(
             for _, r in items[target:]:
                 out[r.index] = Decision(r.index, DROPPED, BALANCE)
             items = items[:target]
-        out.update(_split(items, labels[cls], eval_fraction))
+        out.update(_split(items, labels[cls], eval_fraction, calibration_fraction))
     return out
 
 
@@ -318,29 +322,53 @@ def decide(
     near_duplicate_distance: int,
     balance: bool,
     eval_fraction: float,
+    calibration_fraction: float,
 ) -> list[Decision]:
     """One decision per record, in record order, with the pHash-only duplicate rule and no
     label issues (see the module docstring for the rules)."""
     screened = screen(records, metas, classes=classes, min_width=min_width, min_height=min_height)
     grouped = group(screened, phash_links(screened.phashes(metas), near_duplicate_distance))
-    out = finish(grouped, classes=classes, balance=balance, eval_fraction=eval_fraction)
+    out = finish(
+        grouped,
+        classes=classes,
+        balance=balance,
+        eval_fraction=eval_fraction,
+        calibration_fraction=calibration_fraction,
+    )
     return [out[r.index] for r in records]
 
 
-def _split(items: list[tuple[str, Record]], label: int, eval_fraction: float) -> dict[int, Decision]:
-    """Kept decisions for one class's pictures, split by the hash of their pixels."""
-    threshold = eval_fraction * 2**64
-    scored = sorted((_unit_hash("split", key), r.index) for key, r in items)
-    in_eval = {i for u, i in scored if u < threshold}
-    if len(scored) >= 2:
-        if not in_eval:
-            in_eval.add(scored[0][1])
-        elif len(in_eval) == len(scored):
-            in_eval.discard(scored[-1][1])
-    return {
-        i: Decision(i, KEPT, split=layout.EVAL_SPLIT if i in in_eval else layout.TRAIN_SPLIT, label=label)
-        for _, i in scored
+def _split(
+    items: list[tuple[str, Record]], label: int, eval_fraction: float, calibration_fraction: float = 0.0
+) -> dict[int, Decision]:
+    """Kept decisions for one class's pictures, split by the hash of their pixels:
+    ``eval`` below ``eval_fraction`` of the hash range, ``calibration`` in the next
+    ``calibration_fraction``, ``train`` above."""
+    full = 2**64
+    ranges = {
+        layout.EVAL_SPLIT: (0, eval_fraction * full),
+        layout.CALIBRATION_SPLIT: (eval_fraction * full, (eval_fraction + calibration_fraction) * full),
+        layout.TRAIN_SPLIT: ((eval_fraction + calibration_fraction) * full, full),
     }
+    if calibration_fraction <= 0:
+        del ranges[layout.CALIBRATION_SPLIT]
+    scored = sorted((_unit_hash("split", key), r.index) for key, r in items)
+    hash_of = {i: u for u, i in scored}
+    split_of = {i: next(name for name, (lo, hi) in ranges.items() if u < hi or hi == full) for u, i in scored}
+    if len(scored) >= len(ranges):
+        # A split left empty by chance takes, from the largest split, the picture whose
+        # hash lies nearest its own range: still a function of the pixels alone.
+        for name, (lo, hi) in ranges.items():
+            members = Counter(split_of.values())
+            if members[name]:
+                continue
+            donor = max(ranges, key=lambda s: (members[s], s))
+            moved = min(
+                (i for i in split_of if split_of[i] == donor),
+                key=lambda i: (max(lo - hash_of[i], hash_of[i] - hi, 0), i),
+            )
+            split_of[moved] = name
+    return {i: Decision(i, KEPT, split=split_of[i], label=label) for _, i in scored}
 
 
 def _stage_left(d: Decision) -> int:
@@ -371,7 +399,7 @@ def build_report(
     curation block (what curated the data, or why nothing did) when given.
 
     ``found`` is every manifest record of the class; each later stage keeps those that
-    passed it; ``balanced == train + eval`` and ``found == sum(outcomes)``.
+    passed it; ``balanced == train + eval + calibration`` and ``found == sum(outcomes)``.
     """
     by_class: dict[str, list[Decision]] = {c: [] for c in classes}
     other: list[Decision] = []
@@ -397,8 +425,8 @@ def build_report(
         funnel = {"found": len(ds)}
         for n, name in enumerate(("downloaded", "decoded", "large_enough", "unique", "label_ok", "balanced"), start=1):
             funnel[name] = sum(s >= n for s in stage)
-        funnel["train"] = sum(d.outcome == KEPT and d.split == layout.TRAIN_SPLIT for d in ds)
-        funnel["eval"] = sum(d.outcome == KEPT and d.split == layout.EVAL_SPLIT for d in ds)
+        for split in SPLIT_STAGES:
+            funnel[split] = sum(d.outcome == KEPT and d.split == split for d in ds)
         report_classes[cls] = {"label": label, "funnel": funnel, **summarise(ds)}
 
     totals = {"found": len(decisions), **summarise(decisions)}

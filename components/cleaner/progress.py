@@ -1,10 +1,12 @@
 """A progress bar for the cleaner's decode stage when Beam runs on this machine.
 
-Beam's DirectRunner decodes in worker processes, which cannot draw on the user's
-terminal. Each worker appends one byte per image it finished to a file of its own in a
-local directory; a thread in the executor sums the file sizes into a tqdm bar. On
+Beam's DirectRunner decodes in worker processes (or threads), which cannot draw on the
+user's terminal. Each worker appends one byte per image it finished to a file of its own
+in a local directory; a thread in the executor sums the file sizes into the bar. On
 Dataflow or Flink the workers are elsewhere, so no directory is given and the stage
-reports nothing here (Beam's own UI and the decode counters show progress there).
+reports only its closing line here (Beam's own UI and the decode counters show progress
+there). When no bar is drawn (not a terminal, ``--no-progress``), the workers are given
+no directory either and write nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from tqdm import tqdm
+from keyclass.components import progress
 
 
 def tick(progress_dir: str | None) -> None:
@@ -30,33 +32,48 @@ def done(progress_dir: str) -> int:
 
 
 class ProgressBar:
-    """Context manager: ``.dir`` for the workers, a bar that follows it until exit."""
+    """Context manager: ``.dir`` for the workers, a bar that follows it until
+    :meth:`finish` replaces it with the stage's closing line."""
 
     def __init__(self, total: int, desc: str = "clean", interval_s: float = 0.5, enabled: bool = True):
-        self.total, self.desc, self.interval_s, self.enabled = total, desc, interval_s, enabled
+        self.total, self.desc, self.interval_s = total, desc, interval_s
+        self.enabled = enabled and progress.bars_on()
         self.dir: str | None = None
+        self._bar: progress.Bar | None = None
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def __enter__(self) -> ProgressBar:
         if not self.enabled:
             return self
         self._tmp = tempfile.TemporaryDirectory(prefix="keyclass-progress-")
         self.dir = self._tmp.name
-        self._bar = tqdm(total=self.total, desc=self.desc, unit="img")
+        self._bar = progress.Bar(self.total, self.desc)
         self._thread = threading.Thread(target=self._follow, daemon=True)
         self._thread.start()
         return self
 
+    @property
+    def n(self) -> int:
+        return self._bar.n if self._bar else 0
+
     def _follow(self) -> None:
         while not self._stop.wait(self.interval_s):
-            self._bar.n = min(done(self.dir), self.total)
-            self._bar.refresh()
+            self._bar.set(min(done(self.dir), self.total))
+
+    def finish(self, summary: str | None = None) -> None:
+        """Stop following; print ``summary`` in the bar's place (also without a bar)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+            self._bar.set(min(done(self.dir), self.total))
+        if self._bar is not None:
+            self._bar.close(summary)
+        elif summary:
+            progress.say(summary)
 
     def __exit__(self, *exc) -> None:
-        if not self.enabled:
-            return
-        self._stop.set()
-        self._thread.join()
-        self._bar.n = min(done(self.dir), self.total)
-        self._bar.close()
-        self._tmp.cleanup()
+        self.finish()
+        if self.dir is not None:
+            self._tmp.cleanup()

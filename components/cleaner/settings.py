@@ -30,11 +30,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from keyclass.components.classes import parse_classes
-from keyclass.components.errors import ConfigError, check_non_negative, check_positive, check_range
+from keyclass.components.errors import ConfigError, check_int, check_range
 from keyclass.components.trainer.settings import TrainConfig
 
 MIN_IMAGE_SIZE = 32
+MAX_IMAGE_SIDE = 10_000  # a minimum side above this would drop every photo
+MAX_PIXELS_CAP = 1_000_000_000  # a gigapixel: larger caps only invite decompression bombs
+DIRECT_THREADS_CAP = 100_000_000  # files: beyond any local job
 MAX_HASH_DISTANCE = 32  # of 64 bits: beyond this, two pHashes say nothing about each other
+MAX_FOLDS = 20
+MAX_EMBEDDING_BATCH = 4096
 
 
 @dataclasses.dataclass
@@ -47,11 +52,19 @@ class CleanConfig:
     near_duplicate_distance: int = 4
     balance: bool = True
     eval_fraction: float = 0.2
+    # Held out from training, early stopping and model choice: ECE and certified
+    # thresholds are measured on it (see components/calibration.py).
+    calibration_fraction: float = 0.25
     jpeg_quality: int = 95
     max_image_pixels: int = 64_000_000
     # Allowed relative deviation of a class's share from 1/K in the validation gate.
     balance_tolerance: float = 0.2
-    # Curation with the backbone's embeddings (module docstring; README "ImageCleaner").
+    # On Beam's DirectRunner, jobs of up to this many stored files decode in threads of
+    # the executor's process (Pillow releases the GIL), larger ones in the configured
+    # running mode (worker processes: seconds to start each, paid back only on large
+    # jobs). 0: always the configured mode. See running.direct_running_args.
+    direct_threads_up_to: int = 20_000
+    # Curation with the backbone's embeddings (module docstring; README "What the cleaner removes").
     curate: bool = True
     near_duplicate_candidate_distance: int = 20
     near_duplicate_close_distance: int = 12
@@ -64,30 +77,44 @@ class CleanConfig:
 
     def validate(self, prefix: str = "clean.") -> None:
         """Refuse cleaning settings that cannot work, naming each."""
-        check_positive(self.min_width, f"{prefix}min_width")
-        check_positive(self.min_height, f"{prefix}min_height")
-        for name in ("near_duplicate_distance", "near_duplicate_candidate_distance", "near_duplicate_close_distance"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HASH_DISTANCE:
-                raise ConfigError(f"{prefix}{name}: must be between 0 and {MAX_HASH_DISTANCE} bits, got {value!r}")
+        check_int(self.min_width, 1, MAX_IMAGE_SIDE, f"{prefix}min_width")
+        check_int(self.min_height, 1, MAX_IMAGE_SIDE, f"{prefix}min_height")
+        check_int(self.near_duplicate_distance, 0, MAX_HASH_DISTANCE, f"{prefix}near_duplicate_distance")
         check_range(self.eval_fraction, 0, 1, f"{prefix}eval_fraction", open_low=True)
         if self.eval_fraction >= 1:
             raise ConfigError(f"{prefix}eval_fraction: must be below 1, got {self.eval_fraction}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise ConfigError(f"{prefix}jpeg_quality: must be between 1 and 100")
-        check_positive(self.max_image_pixels, f"{prefix}max_image_pixels")
-        check_non_negative(self.balance_tolerance, f"{prefix}balance_tolerance")
-        check_range(self.near_duplicate_min_cosine, -1, 1, f"{prefix}near_duplicate_min_cosine")
-        check_range(self.near_duplicate_far_min_cosine, -1, 1, f"{prefix}near_duplicate_far_min_cosine")
-        if isinstance(self.label_issue_folds, bool) or not isinstance(self.label_issue_folds, int):
-            raise ConfigError(f"{prefix}label_issue_folds: must be a whole number, got {self.label_issue_folds!r}")
-        if self.label_issue_folds < 2:
-            raise ConfigError(f"{prefix}label_issue_folds: needs at least 2 folds, got {self.label_issue_folds}")
+        check_range(self.calibration_fraction, 0, 1, f"{prefix}calibration_fraction", open_low=True)
+        if self.eval_fraction + self.calibration_fraction >= 1:
+            raise ConfigError(
+                f"{prefix}calibration_fraction: eval_fraction + calibration_fraction must stay below 1 "
+                f"(leaving images to train on), got {self.eval_fraction} + {self.calibration_fraction}"
+            )
+        check_int(self.jpeg_quality, 1, 100, f"{prefix}jpeg_quality")
+        check_int(self.max_image_pixels, 1, MAX_PIXELS_CAP, f"{prefix}max_image_pixels")
+        # A class's share may deviate from 1/K by this fraction of 1/K: above 1 it has no lower bound.
+        check_range(self.balance_tolerance, 0, 1, f"{prefix}balance_tolerance")
+        check_int(self.direct_threads_up_to, 0, DIRECT_THREADS_CAP, f"{prefix}direct_threads_up_to")
+        if not isinstance(self.curate, bool):
+            raise ConfigError(f"{prefix}curate: expected true or false, got {self.curate!r}")
+        check_int(
+            self.near_duplicate_candidate_distance, 0, MAX_HASH_DISTANCE, f"{prefix}near_duplicate_candidate_distance"
+        )
+        check_int(self.near_duplicate_close_distance, 0, MAX_HASH_DISTANCE, f"{prefix}near_duplicate_close_distance")
+        if self.near_duplicate_close_distance > self.near_duplicate_candidate_distance:
+            raise ConfigError(
+                f"{prefix}near_duplicate_close_distance: must not exceed {prefix}near_duplicate_candidate_distance "
+                f"(only candidates are confirmed), got {self.near_duplicate_close_distance} > "
+                f"{self.near_duplicate_candidate_distance}"
+            )
+        # A cosine of 0 or below confirms every candidate: the embeddings would decide nothing.
+        check_range(self.near_duplicate_min_cosine, 0, 1, f"{prefix}near_duplicate_min_cosine", open_low=True)
+        check_range(self.near_duplicate_far_min_cosine, 0, 1, f"{prefix}near_duplicate_far_min_cosine", open_low=True)
+        check_int(self.label_issue_folds, 2, MAX_FOLDS, f"{prefix}label_issue_folds")
         check_range(self.off_topic_p_value, 0, 1, f"{prefix}off_topic_p_value", open_low=True)
         if self.off_topic_p_value >= 1:
             raise ConfigError(f"{prefix}off_topic_p_value: must be below 1, got {self.off_topic_p_value}")
         check_range(self.max_label_issue_fraction, 0, 1, f"{prefix}max_label_issue_fraction")
-        check_positive(self.embedding_batch_size, f"{prefix}embedding_batch_size")
+        check_int(self.embedding_batch_size, 1, MAX_EMBEDDING_BATCH, f"{prefix}embedding_batch_size")
 
 
 # The CleanConfig fields the cleaner itself uses (balance_tolerance is the gate's).
@@ -97,8 +124,10 @@ CLEANER_FIELDS = (
     "near_duplicate_distance",
     "balance",
     "eval_fraction",
+    "calibration_fraction",
     "jpeg_quality",
     "max_image_pixels",
+    "direct_threads_up_to",
     "curate",
     "near_duplicate_candidate_distance",
     "near_duplicate_close_distance",
@@ -126,8 +155,10 @@ class CleanerSettings:
     near_duplicate_distance: int = CleanConfig.near_duplicate_distance
     balance: bool = CleanConfig.balance
     eval_fraction: float = CleanConfig.eval_fraction
+    calibration_fraction: float = CleanConfig.calibration_fraction
     jpeg_quality: int = CleanConfig.jpeg_quality
     max_image_pixels: int = CleanConfig.max_image_pixels
+    direct_threads_up_to: int = CleanConfig.direct_threads_up_to
     curate: bool = CleanConfig.curate
     near_duplicate_candidate_distance: int = CleanConfig.near_duplicate_candidate_distance
     near_duplicate_close_distance: int = CleanConfig.near_duplicate_close_distance

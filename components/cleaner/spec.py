@@ -3,8 +3,10 @@
 Execution parameters are the ``CleanConfig`` fields the cleaner uses plus the top-level
 ``image_size``, the trainer's backbone and weights (curation embeds with them) and the
 class list: scalars under the field's own name, booleans as 0/1 and the classes
-JSON-encoded (plain types compile to Kubeflow and read well in ML Metadata). ``CleanerSettings`` lives in :mod:`settings` (no TFX import) so Beam workers
-can load it cheaply; it is re-exported here.
+JSON-encoded (plain types compile to Kubeflow and read well in ML Metadata), and the
+keyclass version (not a setting: it makes TFX's cache key change with an upgrade).
+``CleanerSettings`` lives in :mod:`settings` (no TFX import) so Beam workers can load it
+cheaply; it is re-exported here.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 from keyclass.components.artifacts import CleaningReport, RawImages
 from keyclass.components.cleaner.settings import CleanerSettings
 from keyclass.components.errors import ConfigError
+from keyclass.components.version import VERSION_KEY, keyclass_version
 
 # Input and outputs.
 RAW_IMAGES_KEY = "raw_images"
@@ -32,8 +35,10 @@ MIN_HEIGHT_KEY = "min_height"
 NEAR_DUPLICATE_DISTANCE_KEY = "near_duplicate_distance"
 BALANCE_KEY = "balance"
 EVAL_FRACTION_KEY = "eval_fraction"
+CALIBRATION_FRACTION_KEY = "calibration_fraction"
 JPEG_QUALITY_KEY = "jpeg_quality"
 MAX_IMAGE_PIXELS_KEY = "max_image_pixels"
+DIRECT_THREADS_UP_TO_KEY = "direct_threads_up_to"
 BACKBONE_KEY = "backbone"
 WEIGHTS_KEY = "weights"
 CURATE_KEY = "curate"
@@ -45,8 +50,10 @@ LABEL_ISSUE_FOLDS_KEY = "label_issue_folds"
 OFF_TOPIC_P_VALUE_KEY = "off_topic_p_value"
 MAX_LABEL_ISSUE_FRACTION_KEY = "max_label_issue_fraction"
 EMBEDDING_BATCH_SIZE_KEY = "embedding_batch_size"
+# Not a setting: part of TFX's cache key, so an upgraded cleaner cleans again.
+KEYCLASS_VERSION_KEY = VERSION_KEY
 
-# Every parameter but the class list is the CleanerSettings field of the same name.
+# Every parameter but the class list and the version is the CleanerSettings field of the same name.
 _SCALARS: dict[str, type] = {
     IMAGE_SIZE_KEY: int,
     BACKBONE_KEY: str,
@@ -56,8 +63,10 @@ _SCALARS: dict[str, type] = {
     NEAR_DUPLICATE_DISTANCE_KEY: int,
     BALANCE_KEY: bool,
     EVAL_FRACTION_KEY: float,
+    CALIBRATION_FRACTION_KEY: float,
     JPEG_QUALITY_KEY: int,
     MAX_IMAGE_PIXELS_KEY: int,
+    DIRECT_THREADS_UP_TO_KEY: int,
     CURATE_KEY: bool,
     NEAR_DUPLICATE_CANDIDATE_DISTANCE_KEY: int,
     NEAR_DUPLICATE_CLOSE_DISTANCE_KEY: int,
@@ -71,11 +80,12 @@ _SCALARS: dict[str, type] = {
 PARAMETER_TYPES: dict[str, type] = {
     CLASSES_KEY: str,
     **{key: int if tp is bool else tp for key, tp in _SCALARS.items()},
+    KEYCLASS_VERSION_KEY: str,
 }
 
 
 class ImageCleanerSpec(ComponentSpec):
-    """RawImages in; Examples (train/eval) and a CleaningReport out."""
+    """RawImages in; Examples (train/eval/calibration) and a CleaningReport out."""
 
     PARAMETERS = {key: ExecutionParameter(type=tp) for key, tp in PARAMETER_TYPES.items()}
     INPUTS = {RAW_IMAGES_KEY: ChannelParameter(type=RawImages)}
@@ -90,6 +100,7 @@ def exec_properties(settings: CleanerSettings) -> dict[str, Any]:
     for key, tp in _SCALARS.items():
         value = getattr(settings, key)
         out[key] = int(value) if tp is bool else tp(value)
+    out[KEYCLASS_VERSION_KEY] = keyclass_version()
     return out
 
 

@@ -3,10 +3,10 @@
 Two Beam pipelines, with the curation step between them in the executor process (it runs
 the backbone, and Beam workers never import TensorFlow):
 
-    decode:   manifest records ─ batches of files (sha256, path) ─ Reshuffle ─ DecodeImages ─┬─ metas.jsonl (ImageMeta, no pixels)
-                                                                                               └─ jpegs TFRecords (sha256 + model JPEG)
+    decode:   batch indices (files in the DoFn) ─ Reshuffle ─ DecodeImages ─┬─ metas-*.jsonl (ImageMeta, no pixels)
+                                                                        └─ jpegs-*.tfrecord (sha256 + model JPEG)
     (executor: funnel + curation decide every record: ledger.jsonl, report.json, kept.jsonl, embeddings)
-    write:    jpegs ─┬─ CoGroupByKey by sha256 ─ tf.Examples (batched) ─ Split-train/, Split-eval/
+    write:    jpegs ─┬─ CoGroupByKey by sha256 ─ tf.Examples (batched) ─ Split-{train,eval,calibration}/
               kept ──┘
 
 Each file is decoded once, whatever number of URLs gave it; files travel in batches of
@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -37,7 +37,7 @@ from keyclass.components.cleaner.settings import CleanerSettings
 ENCODED_TAG = "encoded"
 TFRECORD_PREFIX = "data_tfrecord"  # as TFX's ExampleGen names its files
 TFRECORD_SUFFIX = ".gz"
-SPLITS = (layout.TRAIN_SPLIT, layout.EVAL_SPLIT)
+SPLITS = funnel.SPLIT_STAGES  # train, eval, calibration
 
 # Staging files (in a temporary directory) between the decode and the write pipelines.
 STAGED_METAS = "metas"  # metas-*.jsonl: one ImageMeta per decoded or failed file
@@ -83,11 +83,24 @@ def file_batches(
 
 
 class DecodeImages(beam.DoFn):
-    """A batch of (sha256, relative path) -> its list of ImageMeta, plus its list of
-    (sha256, model JPEG) on ``encoded``."""
+    """The index of a batch of (sha256, relative path) -> the batch's list of ImageMeta,
+    plus its list of (sha256, model JPEG) on ``encoded``.
 
-    def __init__(self, root: str, image_size: int, jpeg_quality: int, max_pixels: int, progress_dir: str | None = None):
+    The batches travel inside the DoFn (pickled once with it) and only their indices
+    through Beam: Create and Reshuffle encode each element, and for lists of string
+    tuples that cost seconds at 4000 files where small ints cost a fraction of one."""
+
+    def __init__(
+        self,
+        root: str,
+        image_size: int,
+        jpeg_quality: int,
+        max_pixels: int,
+        batches: Sequence[Sequence[tuple[str, str]]],
+        progress_dir: str | None = None,
+    ):
         self._root = root
+        self._batches = [list(b) for b in batches]
         self._progress_dir = progress_dir
         self._kwargs = dict(image_size=image_size, jpeg_quality=jpeg_quality, max_pixels=max_pixels)
         self._decoded = beam.metrics.Metrics.counter("ImageCleaner", "decoded")
@@ -103,9 +116,9 @@ class DecodeImages(beam.DoFn):
             return funnel.ImageMeta(sha256, error=funnel.MISSING_FILE), None
         return process_image(sha256, data, **self._kwargs)
 
-    def process(self, batch: Sequence[tuple[str, str]]) -> Iterator[Any]:
+    def process(self, index: int) -> Iterator[Any]:
         metas, encoded = [], []
-        for sha256, rel in batch:
+        for sha256, rel in self._batches[index]:
             meta, jpeg = self._one(sha256, rel)
             metas.append(meta)
             if jpeg is None:
@@ -125,17 +138,19 @@ def decode_files(
     raw_uri: str,
     settings: CleanerSettings,
     progress_dir: str | None = None,
-    dofn: beam.DoFn | None = None,
+    wrap: Callable[[DecodeImages], beam.DoFn] | None = None,
 ) -> beam.pvalue.DoOutputsTuple:
     """The per-image work, spread over the workers: ``meta`` (lists of ImageMeta) and
-    ``encoded`` (lists of (sha256, model JPEG)). ``dofn`` replaces the DoFn built from
-    ``settings`` (the cleaner's benchmark wraps it to time the batches)."""
-    dofn = dofn or DecodeImages(
-        raw_uri, settings.image_size, settings.jpeg_quality, settings.max_image_pixels, progress_dir
+    ``encoded`` (lists of (sha256, model JPEG)). ``wrap`` wraps the DoFn (the cleaner's
+    benchmark times the batches with it)."""
+    dofn: beam.DoFn = DecodeImages(
+        raw_uri, settings.image_size, settings.jpeg_quality, settings.max_image_pixels, batches, progress_dir
     )
+    if wrap is not None:
+        dofn = wrap(dofn)
     return (
         p
-        | "FileBatches" >> beam.Create([list(b) for b in batches])
+        | "BatchIndices" >> beam.Create(list(range(len(batches))))
         | "Spread" >> beam.Reshuffle()
         | "Decode" >> beam.ParDo(dofn).with_outputs(ENCODED_TAG, main="meta")
     )

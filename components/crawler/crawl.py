@@ -9,6 +9,11 @@ until ``max_images_per_class`` distinct images are stored. Downloads of a batch 
 thread pool; results are recorded in submission order so the manifest is deterministic.
 The quota counts distinct contents per class: a second URL serving the same bytes gets a
 manifest line (same ``path``) and is counted as a duplicate, not as a new image.
+
+A crawl killed at any point (SIGKILL) leaves only whole images (each is written to a
+``.part`` file and renamed); a rerun into the same directory removes the ``.part`` files,
+rewrites the manifest from the start and completes
+(``tests/crawler/test_interrupted.py``).
 """
 
 from __future__ import annotations
@@ -21,13 +26,12 @@ from typing import Any
 
 from absl import logging
 from tfx.dsl.io import fileio
-from tqdm import tqdm
 
-from keyclass.components import layout
+from keyclass.components import layout, progress
 from keyclass.components.classes import parse_classes
 from keyclass.components.crawler import fetch as fetch_lib
 from keyclass.components.crawler import sources as sources_lib
-from keyclass.components.crawler.settings import CrawlConfig
+from keyclass.components.crawler.settings import KNOWN_ENGINES, CrawlConfig
 
 # Magic numbers for the content type of local files (HTTP responses say their own).
 _MAGIC = (
@@ -39,6 +43,9 @@ _MAGIC = (
     (b"II*\x00", "image/tiff"),
     (b"MM\x00*", "image/tiff"),
 )
+
+
+PART_SUFFIX = ".part"  # images/<sha256>.part: a file being written, renamed when whole
 
 
 class CrawlError(RuntimeError):
@@ -133,7 +140,7 @@ def store_image(output_uri: str, content: bytes) -> tuple[str, str]:
     rel = f"{layout.IMAGES_DIR}/{digest}"
     full = os.path.join(output_uri, layout.IMAGES_DIR, digest)
     if not fileio.exists(full):
-        tmp = f"{full}.part"
+        tmp = f"{full}{PART_SUFFIX}"
         with fileio.open(tmp, "wb") as f:
             f.write(content)
         fileio.rename(tmp, full, overwrite=True)
@@ -141,7 +148,15 @@ def store_image(output_uri: str, content: bytes) -> tuple[str, str]:
 
 
 def _new_source_report() -> dict[str, Any]:
-    return {"results": 0, "downloaded": 0, "failed": 0, "duplicates": 0, "repeated_urls": 0, "errors": []}
+    return {
+        "results": 0,
+        "downloaded": 0,
+        "failed": 0,
+        "duplicates": 0,
+        "repeated_urls": 0,
+        "skipped_by_parser": 0,
+        "errors": [],
+    }
 
 
 class _Crawl:
@@ -152,7 +167,7 @@ class _Crawl:
         self.output_uri = output_uri
         self.manifest = manifest
         self.pool = pool
-        self.progress = progress
+        self.show_progress = progress
         self.settings = fetch_settings(cfg)
         self.throttle = fetch_lib.HostThrottle(cfg.per_host_delay_s)
         self.report: dict[str, Any] = {
@@ -186,37 +201,42 @@ class _Crawl:
         seen_urls: set[str] = set()
         rep: dict[str, Any] = {"downloaded": 0, "sources_tried": [], "sources": {}}
         self.report["classes"][keyword] = rep
+        bar = progress.Bar(quota, keyword) if self.show_progress else None
         for source in self.cfg.sources:
             if len(stored) >= quota:
                 break
             src = rep["sources"].setdefault(source, _new_source_report())
             rep["sources_tried"].append(source)
+            if bar:
+                bar.note(source)
             items = sources_lib.candidates_for(source, keyword, self.cfg.search_url, self.fetch_page)
-            with tqdm(
-                total=quota, initial=len(stored), desc=f"{keyword} [{source}]", unit="img", disable=not self.progress
-            ) as bar:
-                exhausted = False
-                while len(stored) < quota and not exhausted:
-                    batch: list[sources_lib.Candidate] = []
-                    while len(batch) < quota - len(stored):
-                        item = next(items, None)
-                        if item is None:
-                            exhausted = True
-                            break
-                        if isinstance(item, sources_lib.Problem):
-                            self.problem(item, src)
-                        elif item.url in seen_urls:
-                            src["repeated_urls"] += 1
-                        else:
-                            seen_urls.add(item.url)
-                            batch.append(item)
-                    src["results"] += len(batch)
-                    futures = [self.pool.submit(get_candidate, c, self.settings, self.throttle) for c in batch]
-                    for cand, future in zip(batch, futures, strict=True):
-                        if self.record(cand, future.result(), stored, src):
-                            bar.update(1)
+            exhausted = False
+            while len(stored) < quota and not exhausted:
+                batch: list[sources_lib.Candidate] = []
+                while len(batch) < quota - len(stored):
+                    item = next(items, None)
+                    if item is None:
+                        exhausted = True
+                        break
+                    if isinstance(item, sources_lib.Problem):
+                        self.problem(item, src)
+                    elif isinstance(item, sources_lib.Skipped):
+                        src["skipped_by_parser"] += 1
+                        self.write(manifest_record(item.keyword, item.source, item.query, item.url, error=item.error))
+                    elif item.url in seen_urls:
+                        src["repeated_urls"] += 1
+                    else:
+                        seen_urls.add(item.url)
+                        batch.append(item)
+                src["results"] += len(batch)
+                futures = [self.pool.submit(get_candidate, c, self.settings, self.throttle) for c in batch]
+                for cand, future in zip(batch, futures, strict=True):
+                    if self.record(cand, future.result(), stored, src) and bar:
+                        bar.update(1)
         rep["downloaded"] = len(stored)
         self.report["total_images"] += len(stored)
+        if bar:
+            bar.close(keyword_summary(keyword, rep, quota))
 
     def record(self, cand: sources_lib.Candidate, res: fetch_lib.FetchResult, stored: set[str], src: dict) -> bool:
         """Store a result and write its manifest line; True if it is a new image for the class."""
@@ -241,10 +261,35 @@ class _Crawl:
         return True
 
 
+def keyword_summary(keyword: str, rep: dict[str, Any], quota: int) -> str:
+    """The one line a keyword's crawl ends with: the real total and why it stopped,
+    e.g. ``golden retriever: 165 found, engine exhausted``."""
+    found = rep["downloaded"]
+    if found >= quota:
+        return f"{keyword}: {found} found"
+    failed, exhausted = [], []
+    for source in rep["sources_tried"]:
+        s = rep["sources"][source]
+        if s["errors"] and not s["results"]:
+            failed.append(f"{source} failed ({s['errors'][0]})")
+        else:
+            exhausted.append(source)
+    reasons = []
+    if exhausted:
+        engine_only = len(exhausted) == 1 and exhausted[0] in KNOWN_ENGINES
+        reasons.append(f"{'engine' if engine_only else ' and '.join(exhausted)} exhausted")
+    return f"{keyword}: {found} found, " + ", ".join(reasons + failed)
+
+
 def crawl(cfg: CrawlConfig, output_uri: str, *, progress: bool = True) -> dict[str, Any]:
     """Crawl every class of ``cfg`` into ``output_uri``; returns the report (also written
     to ``crawl_report.json``). Never raises for a short class: see :func:`check_minimums`."""
-    fileio.makedirs(os.path.join(output_uri, layout.IMAGES_DIR))
+    images_dir = os.path.join(output_uri, layout.IMAGES_DIR)
+    fileio.makedirs(images_dir)
+    for name in fileio.listdir(images_dir):  # half-written files of a crawl killed mid-write
+        name = name.decode() if isinstance(name, bytes) else name
+        if name.endswith(PART_SUFFIX):
+            fileio.remove(os.path.join(images_dir, name))
     with (
         fileio.open(os.path.join(output_uri, layout.MANIFEST), "w") as manifest,
         ThreadPoolExecutor(max_workers=cfg.download_threads, thread_name_prefix="crawl") as pool,

@@ -14,10 +14,14 @@ point and connect to whatever a name resolves to. Here every hop of a redirect c
 - the body is capped at ``max_bytes`` (Content-Length is checked first, the stream is
   counted as it arrives; no compression is asked for);
 - connect and read timeouts per socket operation plus one deadline for the whole
-  fetch (retries, backoff and redirects included), so a stalled server costs at most
-  ``total_timeout_s``;
-- 429, 5xx and transport errors are retried with exponential backoff (``Retry-After``
-  honoured within the deadline);
+  fetch (retries, backoff and redirects included). The deadline holds in every phase:
+  a watchdog shuts the socket down when it passes, whatever the socket waits for
+  (connect, TLS handshake, the status line, header bytes a server drips one at a time,
+  a chunk-size line, the body), so a slow or stalled server costs at most
+  ``total_timeout_s`` (name resolution excepted: ``getaddrinfo`` cannot be interrupted);
+- 429, 5xx and transport errors are retried with exponential backoff; ``Retry-After``
+  (seconds or an HTTP date) on 429 and 503 is honoured, for every request to that host,
+  up to :data:`MAX_RETRY_AFTER_S` and within the deadline; a longer wait gives up;
 - a thread-safe per-host minimum delay between requests.
 
 Environment proxies are not used: the checks above are only meaningful for a direct
@@ -27,12 +31,14 @@ connection.
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import http.client
 import ipaddress
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import urljoin, urlsplit
 
 from keyclass.components.crawler.settings import CrawlConfig
@@ -40,6 +46,8 @@ from keyclass.components.crawler.settings import CrawlConfig
 MAX_REDIRECTS = 5
 REDIRECT_STATUSES = (301, 302, 303, 307, 308)
 CHUNK = 64 * 1024
+# The longest Retry-After the crawler waits for; a server asking for more is given up on.
+MAX_RETRY_AFTER_S = 60.0
 USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36 keyclass/0.1"
 )
@@ -107,7 +115,8 @@ class FetchResult:
 
 class HostThrottle:
     """At least ``min_delay_s`` between the starts of two requests to the same host,
-    across threads. Each caller reserves the next free slot, then sleeps outside the lock."""
+    across threads, and no request to a host before a ``Retry-After`` it sent has passed
+    (:meth:`defer`). Each caller reserves the next free slot, then sleeps outside the lock."""
 
     def __init__(self, min_delay_s: float):
         self._delay = float(min_delay_s)
@@ -116,16 +125,21 @@ class HostThrottle:
 
     def wait(self, host: str, deadline: float | None = None) -> None:
         """Block until a request to ``host`` may start; raise if that is past ``deadline``."""
-        if self._delay <= 0:
-            return
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next.get(host, now))
             if deadline is not None and slot > deadline:
-                raise RetryableError(f"per-host delay for {host} would pass the deadline")
-            self._next[host] = slot + self._delay
+                raise RetryableError(f"waiting for {host} (per-host delay or Retry-After) would pass the deadline")
+            if self._delay > 0 or slot > now:
+                self._next[host] = slot + self._delay
         if slot > now:
             time.sleep(slot - now)
+
+    def defer(self, host: str, seconds: float) -> None:
+        """No request to ``host`` starts within ``seconds`` from now (a Retry-After)."""
+        with self._lock:
+            until = time.monotonic() + seconds
+            self._next[host] = max(self._next.get(host, 0.0), until)
 
 
 def address_refusal(ip: str, allow_loopback: bool) -> str:
@@ -179,11 +193,22 @@ def _resolve(host: str, port: int, allow_loopback: bool) -> list[tuple]:
     return infos
 
 
-def safe_connect(host: str, port: int, *, allow_loopback: bool, connect_timeout: float, tls: bool) -> socket.socket:
-    """A socket connected to a checked address of ``host`` (TLS-wrapped when ``tls``)."""
+def safe_connect(
+    host: str,
+    port: int,
+    *,
+    allow_loopback: bool,
+    connect_timeout: float,
+    tls: bool,
+    watch: Callable[[socket.socket], None] | None = None,
+) -> socket.socket:
+    """A socket connected to a checked address of ``host`` (TLS-wrapped when ``tls``).
+    ``watch`` is handed each socket as soon as it exists (the deadline watchdog)."""
     last: OSError | None = None
     for family, type_, proto, _, sockaddr in _resolve(host, port, allow_loopback):
         sock = socket.socket(family, type_, proto)
+        if watch is not None:
+            watch(sock)
         try:
             sock.settimeout(connect_timeout)
             sock.connect(sockaddr)
@@ -198,7 +223,13 @@ def safe_connect(host: str, port: int, *, allow_loopback: bool, connect_timeout:
         if not tls:
             return sock
         try:
-            return ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+            tls_sock = ssl.create_default_context().wrap_socket(
+                sock, server_hostname=host, do_handshake_on_connect=False
+            )
+            if watch is not None:
+                watch(tls_sock)  # the plain socket object is detached now
+            tls_sock.do_handshake()
+            return tls_sock
         except ssl.SSLCertVerificationError as e:
             sock.close()
             raise FetchError(f"TLS certificate refused for {host}: {e.verify_message}") from None
@@ -211,11 +242,21 @@ def safe_connect(host: str, port: int, *, allow_loopback: bool, connect_timeout:
 class _Connection(http.client.HTTPConnection):
     """HTTPConnection whose connect() goes through :func:`safe_connect`."""
 
-    def __init__(self, host: str, port: int, *, tls: bool, allow_loopback: bool, connect_timeout: float):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        tls: bool,
+        allow_loopback: bool,
+        connect_timeout: float,
+        watch: Callable[[socket.socket], None] | None = None,
+    ):
         super().__init__(host, port, timeout=connect_timeout)
         self._tls = tls
         self._allow_loopback = allow_loopback
         self._connect_timeout = connect_timeout
+        self._watch = watch
 
     def connect(self) -> None:
         self.sock = safe_connect(
@@ -224,7 +265,55 @@ class _Connection(http.client.HTTPConnection):
             allow_loopback=self._allow_loopback,
             connect_timeout=self._connect_timeout,
             tls=self._tls,
+            watch=self._watch,
         )
+
+
+class _Watchdog:
+    """Shuts the watched socket down when the fetch's deadline passes, so no blocking
+    call on it (connect, handshake, status line, headers, chunk sizes, body) outlives
+    the deadline; :attr:`fired` then tells the reader why the bytes stopped."""
+
+    def __init__(self, deadline: float):
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._done = False
+        self.fired = False
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            fired = self.fired
+        if fired:
+            _shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            sock = self._sock
+        if sock is not None:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    """Wake every blocked reader of ``sock`` (the plain socket call, also for TLS)."""
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed or never connected: nothing is blocked on it
 
 
 def _remaining(deadline: float, status: int | None = None) -> float:
@@ -234,69 +323,93 @@ def _remaining(deadline: float, status: int | None = None) -> float:
     return left
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
+def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds from now: delta-seconds or an HTTP date
+    (RFC 9110 10.2.3); None when absent or unreadable."""
+    if not value:
         return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None or when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _request_once(url: str, s: FetchSettings, deadline: float) -> tuple[int, dict, bytes | None]:
     """One GET. Returns (status, headers, body); the body only for 200 responses."""
     scheme, host, port, target = check_url(url)
     status: int | None = None
-    conn = _Connection(
-        host,
-        port,
-        tls=scheme == "https",
-        allow_loopback=s.allow_loopback,
-        connect_timeout=min(s.connect_timeout_s, _remaining(deadline)),
-    )
-    try:
-        conn.connect()
-        # Keep our own handle: http.client drops conn.sock once a "close" response owns it.
-        sock = conn.sock
-        sock.settimeout(min(s.read_timeout_s, _remaining(deadline)))
-        conn.request(
-            "GET",
-            target,
-            headers={
-                "User-Agent": USER_AGENT,
-                "Accept": "image/*,text/html;q=0.9,*/*;q=0.8",
-                "Accept-Encoding": "identity",
-                "Connection": "close",
-            },
+    with _Watchdog(deadline) as watchdog:
+        conn = _Connection(
+            host,
+            port,
+            tls=scheme == "https",
+            allow_loopback=s.allow_loopback,
+            connect_timeout=min(s.connect_timeout_s, _remaining(deadline)),
+            watch=watchdog.watch,
         )
-        resp = conn.getresponse()
-        status = resp.status
-        headers = {k.lower(): v for k, v in resp.getheaders()}
-        if status == 429 or 500 <= status <= 599:
-            raise RetryableError(f"HTTP {status}", status, _retry_after(headers.get("retry-after")))
-        if status != 200:
-            return status, headers, None
-        length = headers.get("content-length")
-        if length and length.isdigit() and int(length) > s.max_bytes:
-            raise TooLargeError(f"Content-Length {length} exceeds max_bytes={s.max_bytes}", status)
-        body = bytearray()
-        while True:
-            sock.settimeout(min(s.read_timeout_s, _remaining(deadline, status)))
-            chunk = resp.read1(CHUNK)
-            if not chunk:
-                break
-            body += chunk
-            if len(body) > s.max_bytes:
-                raise TooLargeError(f"body exceeds max_bytes={s.max_bytes} while streaming", status)
-        return status, headers, bytes(body)
-    except FetchError:
-        raise
-    except ssl.SSLCertVerificationError as e:
-        raise FetchError(f"TLS certificate refused: {e.verify_message}") from None
-    except TimeoutError:
-        raise RetryableError("timed out" if status is None else "timed out reading the body", status) from None
-    except (OSError, http.client.HTTPException) as e:
-        raise RetryableError(f"{type(e).__name__}: {e}", status) from None
-    finally:
-        conn.close()
+        try:
+            conn.connect()
+            # Keep our own handle: http.client drops conn.sock once a "close" response owns it.
+            sock = conn.sock
+            sock.settimeout(min(s.read_timeout_s, _remaining(deadline)))
+            conn.request(
+                "GET",
+                target,
+                headers={
+                    "User-Agent": USER_AGENT,
+                    "Accept": "image/*,text/html;q=0.9,*/*;q=0.8",
+                    "Accept-Encoding": "identity",
+                    "Connection": "close",
+                },
+            )
+            resp = conn.getresponse()
+            status = resp.status
+            headers = {k.lower(): v for k, v in resp.getheaders()}
+            if status == 429 or 500 <= status <= 599:
+                wait = retry_after_seconds(headers.get("retry-after")) if status in (429, 503) else None
+                raise RetryableError(f"HTTP {status}", status, wait)
+            if status != 200:
+                return status, headers, None
+            length = headers.get("content-length")
+            if length and length.isdigit() and int(length) > s.max_bytes:
+                raise TooLargeError(f"Content-Length {length} exceeds max_bytes={s.max_bytes}", status)
+            body = bytearray()
+            while True:
+                sock.settimeout(min(s.read_timeout_s, _remaining(deadline, status)))
+                chunk = resp.read1(CHUNK)
+                if not chunk:
+                    break
+                body += chunk
+                if len(body) > s.max_bytes:
+                    raise TooLargeError(f"body exceeds max_bytes={s.max_bytes} while streaming", status)
+            if watchdog.fired:  # the bytes stopped because the deadline shut the socket
+                raise RetryableError("timed out: total timeout reached while reading the body", status)
+            return status, headers, bytes(body)
+        except FetchError as e:
+            if watchdog.fired and e.retryable and status is None:  # e.g. a TLS handshake cut short
+                raise RetryableError(f"timed out: total timeout reached while connecting ({e})") from None
+            raise
+        except ssl.SSLCertVerificationError as e:
+            raise FetchError(f"TLS certificate refused: {e.verify_message}") from None
+        except (OSError, http.client.HTTPException) as e:
+            if watchdog.fired:
+                phase = "connecting" if status is None else "reading the body"
+                if status is None and conn.sock is not None:
+                    phase = "waiting for the status line and headers"
+                raise RetryableError(f"timed out: total timeout reached while {phase}", status) from None
+            if isinstance(e, TimeoutError):
+                raise RetryableError("timed out" if status is None else "timed out reading the body", status) from None
+            raise RetryableError(f"{type(e).__name__}: {e}", status) from None
+        finally:
+            conn.close()
 
 
 def fetch(url: str, settings: FetchSettings, throttle: HostThrottle | None = None) -> FetchResult:
@@ -353,6 +466,12 @@ def _get_with_retries(
                 raise RetryableError(f"{e}{suffix}", e.status) from None
             pause = s.backoff_s * (2 ** (attempt - 1))
             if e.retry_after is not None:
+                if e.retry_after > MAX_RETRY_AFTER_S:
+                    raise RetryableError(
+                        f"{e}; Retry-After {e.retry_after:.0f} s exceeds the {MAX_RETRY_AFTER_S:.0f} s cap", e.status
+                    ) from None
+                if throttle is not None:
+                    throttle.defer(host, e.retry_after)  # the whole host asked for the pause
                 pause = max(pause, e.retry_after)
             if time.monotonic() + pause >= deadline:
                 raise RetryableError(f"{e}; no time left to retry", e.status) from None

@@ -7,7 +7,15 @@ import dataclasses
 import re
 
 from keyclass.components.classes import parse_classes
-from keyclass.components.errors import ConfigError, check_non_negative, check_positive
+from keyclass.components.errors import ConfigError, check_int, check_range
+
+# Upper bounds: beyond these a setting is a typo, not a plan.
+MAX_IMAGES_PER_CLASS = 100_000
+MAX_BYTES_CAP = 1024**3
+MAX_TIMEOUT_S = 86_400.0
+MAX_WAIT_S = 3_600.0
+MAX_RETRIES = 100
+MAX_DOWNLOAD_THREADS = 256
 
 KNOWN_ENGINES = ("bing", "google")
 SOURCE_KINDS = ("bing", "google", "urls", "folder")
@@ -42,7 +50,10 @@ class CrawlConfig:
     def validate(self) -> None:
         """Refuse crawl settings that cannot work, naming each, before any work starts."""
         if self.classes:
-            self.classes = parse_classes(self.classes)
+            try:
+                self.classes = parse_classes(self.classes)
+            except ConfigError as e:
+                raise ConfigError(f"crawl.{e}") from None  # "crawl.classes: ..."
         if not self.sources:
             raise ConfigError("crawl.sources: give at least one source")
         for s in self.sources:
@@ -58,12 +69,14 @@ class CrawlConfig:
                 raise ConfigError(f"crawl.search_url: unknown engine {engine!r}")
             if not re.match(r"^https?://", url):
                 raise ConfigError(f"crawl.search_url: {engine} endpoint must be http(s), got {url!r}")
-        check_positive(self.max_images_per_class, "crawl.max_images_per_class")
-        check_positive(self.max_bytes, "crawl.max_bytes")
-        check_positive(self.download_threads, "crawl.download_threads")
-        if not 1 <= self.min_images_per_class <= self.max_images_per_class:
+        check_int(self.max_images_per_class, 1, MAX_IMAGES_PER_CLASS, "crawl.max_images_per_class")
+        check_int(self.max_bytes, 1, MAX_BYTES_CAP, "crawl.max_bytes")
+        check_int(self.download_threads, 1, MAX_DOWNLOAD_THREADS, "crawl.download_threads")
+        check_int(self.min_images_per_class, 1, MAX_IMAGES_PER_CLASS, "crawl.min_images_per_class")
+        if self.min_images_per_class > self.max_images_per_class:
             raise ConfigError("crawl.min_images_per_class: must be between 1 and crawl.max_images_per_class")
         for name in ("connect_timeout_s", "read_timeout_s", "total_timeout_s"):
-            check_positive(getattr(self, name), f"crawl.{name}")
-        for name in ("retries", "backoff_s", "per_host_delay_s"):
-            check_non_negative(getattr(self, name), f"crawl.{name}")
+            check_range(getattr(self, name), 0, MAX_TIMEOUT_S, f"crawl.{name}", open_low=True)
+        check_int(self.retries, 0, MAX_RETRIES, "crawl.retries")
+        for name in ("backoff_s", "per_host_delay_s"):
+            check_range(getattr(self, name), 0, MAX_WAIT_S, f"crawl.{name}")

@@ -7,14 +7,22 @@ The executor pulls from the stream only as many candidates as the quota still ne
 Sources, as written in ``CrawlConfig.sources``:
 
 - ``bing`` / ``google``: result pages from the engine's endpoint (``search_url`` or the
-  public address), parsed by icrawler's own parsers. Only the HTML parsing is reused:
-  icrawler's feeders hard-code the public hosts and its downloader is not safe enough.
-  An engine that answers with an error, an empty page or a page the parser finds no
-  results in (its format changed) yields a Problem naming engine, keyword and page.
-- ``urls:FILE``: a text file of ``keyword<TAB>url`` lines (keyword matched after
-  normalisation; blank lines and ``#`` comments ignored). When FILE contains
-  ``{keyword}`` (``urls:lists/{keyword}.txt``) it names one file per keyword holding
-  plain URLs, one a line.
+  public address), read where icrawler's parsers read them (Bing: the ``m`` JSON of each
+  ``div.imgpt`` result; Google: the ``["URL", height, width]`` entries of the page's
+  scripts), but every result URL is kept whatever its extension or query string:
+  icrawler's own regexes keep only URLs ending in ``.jpg`` (Bing) or jpg/png/bmp
+  (Google), so ``.jpeg``, ``.png``, ``.webp`` and ``?w=...`` results were silently lost.
+  Whether a result is an image is decided by its content (the cleaner's decoder). A
+  result the parser cannot read (no or broken ``m`` JSON, no ``murl``, not http(s)) is
+  yielded as :class:`Skipped` and gets its own manifest line. An engine that answers
+  with an error, an empty page or a page with no results at all (its format changed)
+  yields a Problem naming engine, keyword and page. icrawler's feeders hard-code the
+  public hosts and its downloader is not safe enough, so neither is used.
+- ``urls:FILE``: a text file of ``keyword<TAB>url`` lines (keyword matched by the one
+  folder-name rule of :mod:`keyclass.components.classes`; blank lines and ``#``
+  comments ignored). When FILE contains ``{keyword}`` (``urls:lists/{keyword}.txt``) it
+  names one file per keyword holding plain URLs, one a line; the file name's keyword
+  part follows the same rule (``lists/Golden_Retriever.txt`` serves ``golden retriever``).
 - ``folder:DIR``: one subfolder per class, matched by normalised name
   (``DIR/Golden Retriever/`` serves ``golden retriever``); every regular file below
   it, in sorted order. Files outside the subfolder (symlinks pointing out) are refused.
@@ -26,17 +34,18 @@ and the class folder for ``folder``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import urlencode
 
-from icrawler.builtin.bing import BingParser
-from icrawler.builtin.google import GoogleParser
+from bs4 import BeautifulSoup
 from tfx.dsl.io import fileio
 
-from keyclass.components.classes import folder_class_name, normalize_class_name
+from keyclass.components.classes import folder_class_name, keyword_file
 from keyclass.components.crawler.fetch import FetchResult
 
 PUBLIC_SEARCH_URL = {
@@ -70,7 +79,18 @@ class Problem:
     http_status: int | None = None
 
 
-Item = Candidate | Problem
+@dataclasses.dataclass(frozen=True)
+class Skipped:
+    """A result on an engine's page that the parser could not turn into a URL."""
+
+    keyword: str
+    source: str
+    query: str
+    url: str  # what the result named, or the page URL with ``#result=N``
+    error: str
+
+
+Item = Candidate | Problem | Skipped
 PageFetcher = Callable[[str], FetchResult]
 
 
@@ -93,18 +113,59 @@ def result_page_url(engine: str, endpoint: str, keyword: str, offset: int) -> st
     return f"{endpoint}{sep}{urlencode(params)}"
 
 
-def parse_result_page(engine: str, content: bytes) -> list[str]:
-    """Image URLs on one result page, in page order, by icrawler's parser for ``engine``."""
-    parser_cls = {"bing": BingParser, "google": GoogleParser}[engine]
-    # parse() reads only response.content; build the parser without its thread pool machinery.
-    parser = parser_cls(thread_num=1, signal=None, session=None)
-    tasks = parser.parse(SimpleNamespace(content=content)) or []
+def parse_bing_page(content: bytes) -> tuple[list[str], list[tuple[int, str, str]]]:
+    """Result URLs of a Bing result page, in page order, and the results skipped as
+    (position, what they named, why)."""
+    soup = BeautifulSoup(content.decode("utf-8", "replace"), "html.parser")
     urls: list[str] = []
-    for task in tasks:
-        url = task.get("file_url") if isinstance(task, dict) else None
-        if url and url not in urls:
-            urls.append(url)
-    return urls
+    skipped: list[tuple[int, str, str]] = []
+    for pos, div in enumerate(soup.find_all("div", class_="imgpt")):
+        link = div.find("a", attrs={"m": True})
+        if link is None:
+            skipped.append((pos, "", "no m attribute"))
+            continue
+        raw = link["m"]  # BeautifulSoup has already undone the HTML escaping
+        try:
+            meta = json.loads(raw)
+        except ValueError as e:
+            skipped.append((pos, "", f"m is not JSON ({e}): {raw[:80]!r}"))
+            continue
+        url = meta.get("murl") if isinstance(meta, dict) else None
+        if not isinstance(url, str) or not url.strip():
+            skipped.append((pos, "", f"no murl in m: {raw[:80]!r}"))
+        elif not re.match(r"^https?://", url.strip(), re.I):
+            skipped.append((pos, url.strip(), "murl is not http(s)"))
+        else:
+            urls.append(url.strip())
+    return urls, skipped
+
+
+# An image entry in Google's result scripts: ["https://...", height, width].
+_GOOGLE_ENTRY = re.compile(r'\[\s*"(https?://(?:[^"\\]|\\.)+)"\s*,\s*\d+\s*,\s*\d+\s*\]')
+_GOOGLE_THUMBNAIL = re.compile(r"^https?://encrypted-tbn\d*\.gstatic\.com/", re.I)
+
+
+def parse_google_page(content: bytes) -> tuple[list[str], list[tuple[int, str, str]]]:
+    """Image URLs in a Google result page's scripts (its own thumbnails left out), and
+    the entries skipped as (position, what they named, why)."""
+    soup = BeautifulSoup(content.decode("utf-8", "replace"), "html.parser")
+    urls: list[str] = []
+    skipped: list[tuple[int, str, str]] = []
+    pos = 0
+    for script in soup.find_all("script"):
+        for m in _GOOGLE_ENTRY.finditer(script.get_text()):
+            try:
+                url = json.loads(f'"{m.group(1)}"')  # JSON string escapes (\u003d, \/)
+            except ValueError as e:
+                skipped.append((pos, m.group(1)[:200], f"undecodable URL ({e})"))
+            else:
+                if not _GOOGLE_THUMBNAIL.match(url):
+                    urls.append(url)
+            pos += 1
+    return urls, skipped
+
+
+_PARSERS = {"bing": parse_bing_page, "google": parse_google_page}
 
 
 def engine_candidates(
@@ -123,7 +184,14 @@ def engine_candidates(
             if first_page or page.error != "empty body":
                 yield Problem(keyword, source, keyword, page_url, f"{engine} search failed: {page.error}", page.status)
             return
-        urls = parse_result_page(engine, page.content or b"")
+        found, skipped = _PARSERS[engine](page.content or b"")
+        urls = list(dict.fromkeys(found))
+        new = [u for u in urls if u not in seen]
+        if not first_page and not new:
+            return  # past the last page (or the same page again): nothing here is new
+        for pos, named, why in skipped:
+            where = named or f"{page_url}#result={offset + pos}"
+            yield Skipped(keyword, source, keyword, where, f"{engine} parser skipped a result: {why}")
         if not urls:
             if first_page:
                 yield Problem(
@@ -135,21 +203,20 @@ def engine_candidates(
                     page.status,
                 )
             return
-        new = [u for u in urls if u not in seen]
-        if not new:
-            return
         for url in new:
             seen.add(url)
             yield Candidate(keyword, source, keyword, url)
         first_page = False
-        offset += len(urls)
+        offset += len(found) + len(skipped)
 
 
 # URL lists ------------------------------------------------------------------------
 def url_list_candidates(source: str, path_template: str, keyword: str) -> Iterator[Item]:
     """Candidates from a ``urls:FILE`` source (format in the module docstring)."""
     per_keyword = "{keyword}" in path_template
-    path = path_template.replace("{keyword}", keyword)
+    path = (keyword_file(path_template, keyword) if per_keyword else None) or path_template.replace(
+        "{keyword}", keyword
+    )
     if not fileio.exists(path):
         yield Problem(keyword, source, path, "", f"urls file {path} does not exist")
         return
@@ -170,7 +237,7 @@ def url_list_candidates(source: str, path_template: str, keyword: str) -> Iterat
                 bad.append(lineno)
                 continue
             kw, _, url = line.partition("\t")
-            if normalize_class_name(kw) != keyword:
+            if folder_class_name(kw) != folder_class_name(keyword):
                 continue
         found += 1
         yield Candidate(keyword, source, path, url.strip())
@@ -233,12 +300,71 @@ def folder_candidates(source: str, root: str, keyword: str) -> Iterator[Item]:
         yield Problem(keyword, source, folder, _file_url(folder), f"folder {folder} holds no files")
 
 
+# Cache key ------------------------------------------------------------------------
+def local_sources_digest(sources: list[str], classes: list[str]) -> str:
+    """A sha256 over what the ``urls:`` and ``folder:`` sources would give ``classes``
+    now: each URL list's bytes, and the relative path and bytes of every file in each
+    class folder. It is an execution property of the ImageCrawler, so TFX's cache key
+    changes when a local source's content does (engines change with ``crawl.snapshot``).
+    "" when no source is local."""
+    h = hashlib.sha256()
+    local = False
+    for source in sources:
+        kind, arg = source_kind(source)
+        if kind not in ("urls", "folder"):
+            continue
+        local = True
+        if _is_local(arg):
+            arg = os.path.expanduser(arg)
+        h.update(f"\0source\0{source}".encode())
+        for keyword in classes:
+            if kind == "urls":
+                path = (
+                    keyword_file(arg, keyword, exists=fileio.exists, isdir=fileio.isdir, listdir=fileio.listdir)
+                    if "{keyword}" in arg
+                    else arg
+                )
+                files = [(os.path.basename(path), path)] if path and fileio.exists(path) else []
+            else:
+                folder = find_class_folder(arg, keyword)
+                files = _files_below(folder) if folder else []
+            h.update(f"\0class\0{keyword}\0{len(files)}".encode())
+            for rel, path in files:
+                h.update(f"\0file\0{rel}\0".encode())
+                _hash_file(h, path)
+            if kind == "urls" and "{keyword}" not in arg:
+                break  # one file serves every class
+    return h.hexdigest() if local else ""
+
+
+def _files_below(folder: str) -> list[tuple[str, str]]:
+    out = []
+    for dirpath, _dirnames, filenames in fileio.walk(folder):
+        dirpath = dirpath.decode() if isinstance(dirpath, bytes) else dirpath
+        for name in filenames:
+            name = name.decode() if isinstance(name, bytes) else name
+            path = os.path.join(dirpath, name)
+            out.append((os.path.relpath(path, folder), path))
+    return sorted(out)
+
+
+def _hash_file(h, path: str) -> None:
+    try:
+        with fileio.open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except (OSError, fileio.NotFoundError) as e:  # unreadable now: the crawl will say so
+        h.update(f"\0unreadable\0{type(e).__name__}".encode())
+
+
 def candidates_for(source: str, keyword: str, search_url: dict[str, str], fetch_page: PageFetcher) -> Iterator[Item]:
     """The candidate stream of one configured source for one keyword."""
     kind, arg = source_kind(source)
     if kind in PUBLIC_SEARCH_URL:
         endpoint = search_url.get(kind) or PUBLIC_SEARCH_URL[kind]
         return engine_candidates(kind, endpoint, keyword, fetch_page, source)
+    if kind in ("urls", "folder") and _is_local(arg):
+        arg = os.path.expanduser(arg)  # as the command line checked it
     if kind == "urls":
         return url_list_candidates(source, arg, keyword)
     if kind == "folder":

@@ -3,6 +3,9 @@
 Execution parameters are exactly the ``CrawlConfig`` fields: scalars under the field's
 own name, ``allow_loopback`` as 0/1, and the list/dict fields JSON-encoded under
 ``<field>_json`` (plain types compile to Kubeflow and show up readably in ML Metadata).
+Two more properties are not settings but part of TFX's cache key: a digest of the
+``urls:``/``folder:`` sources' content and the keyclass version, so a changed local
+folder or an upgrade crawls again instead of reusing the old output.
 Nothing secret goes here: everything is recorded in ML Metadata.
 """
 
@@ -15,7 +18,9 @@ from tfx.types.component_spec import ChannelParameter, ComponentSpec, ExecutionP
 
 from keyclass.components.artifacts import RawImages
 from keyclass.components.crawler.settings import CrawlConfig
+from keyclass.components.crawler.sources import local_sources_digest
 from keyclass.components.errors import ConfigError
+from keyclass.components.version import VERSION_KEY, keyclass_version
 
 # Output.
 RAW_IMAGES_KEY = "raw_images"
@@ -36,6 +41,10 @@ BACKOFF_KEY = "backoff_s"
 PER_HOST_DELAY_KEY = "per_host_delay_s"
 DOWNLOAD_THREADS_KEY = "download_threads"
 SNAPSHOT_KEY = "snapshot"
+# Not settings: they make TFX's cache key change with what a run would read and run.
+SOURCES_DIGEST_KEY = "local_sources_digest"  # content of the urls: and folder: sources
+KEYCLASS_VERSION_KEY = VERSION_KEY  # the installed keyclass
+CACHE_KEYS: dict[str, type] = {SOURCES_DIGEST_KEY: str, KEYCLASS_VERSION_KEY: str}
 
 # CrawlConfig field -> (exec property key, exec property type).
 FIELD_KEYS: dict[str, tuple[str, type]] = {
@@ -61,7 +70,10 @@ _JSON_FIELDS = ("classes", "sources", "search_url")
 class ImageCrawlerSpec(ComponentSpec):
     """No inputs; the crawl settings; one RawImages output."""
 
-    PARAMETERS = {key: ExecutionParameter(type=tp) for key, tp in FIELD_KEYS.values()}
+    PARAMETERS = {
+        **{key: ExecutionParameter(type=tp) for key, tp in FIELD_KEYS.values()},
+        **{key: ExecutionParameter(type=tp) for key, tp in CACHE_KEYS.items()},
+    }
     INPUTS: dict = {}
     OUTPUTS = {RAW_IMAGES_KEY: ChannelParameter(type=RawImages)}
 
@@ -75,12 +87,15 @@ def validate_crawl_config(cfg: CrawlConfig) -> CrawlConfig:
 
 
 def crawler_exec_properties(cfg: CrawlConfig) -> dict[str, Any]:
-    """The ImageCrawler's execution parameters for ``cfg`` (validated first)."""
+    """The ImageCrawler's execution parameters for ``cfg`` (validated first), with the
+    cache-key properties: the local sources' content digest and the keyclass version."""
     validate_crawl_config(cfg)
     props: dict[str, Any] = {}
     for field, (key, tp) in FIELD_KEYS.items():
         value = getattr(cfg, field)
         props[key] = json.dumps(value, sort_keys=True) if field in _JSON_FIELDS else tp(value)
+    props[SOURCES_DIGEST_KEY] = local_sources_digest(cfg.sources, cfg.classes)
+    props[KEYCLASS_VERSION_KEY] = keyclass_version()
     return props
 
 

@@ -69,14 +69,17 @@ def make_dataset(
     num_classes: int = 0,
     shuffle_labels: bool = False,
     cache: bool | None = None,
+    with_keys: bool = False,
 ) -> tf.data.Dataset:
-    """Batches of (float32 pixels 0..255 (N,S,S,3), int32 labels (N,)).
+    """Batches of (float32 pixels 0..255 (N,S,S,3), int32 labels (N,)), and with
+    ``with_keys`` each image's ``image/sha256`` (N,) third.
 
     ``shuffle_labels`` replaces each training label with a content-keyed random class:
     a deliberately worse model for gate tests. ``cache=None`` caches when the decoded
     split fits in ``CACHE_LIMIT_BYTES``.
     """
     files = list_files(file_patterns)
+    records = count_records(files)
     ds = tf.data.Dataset.from_tensor_slices(files)
     ds = ds.interleave(
         lambda f: tf.data.TFRecordDataset(f, compression_type="GZIP"),
@@ -84,6 +87,10 @@ def make_dataset(
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=True,
     )
+    # A finite dataset of known length: read from files, its cardinality is unknown, and
+    # Keras then runs the first epoch into the end of the data and warns "Your input ran
+    # out of data; interrupting training". With it, Keras knows the steps per epoch.
+    ds = ds.apply(tf.data.experimental.assert_cardinality(records))
 
     def parse(record):
         ex = tf.io.parse_single_example(record, _FEATURES)
@@ -93,17 +100,17 @@ def make_dataset(
             if num_classes < 2:
                 raise ValueError("shuffle_labels needs num_classes")
             label = tf.cast(tf.strings.to_hash_bucket_fast(ex[layout.F_SHA256], num_classes), tf.int32)
-        return img, label
+        return (img, label, ex[layout.F_SHA256]) if with_keys else (img, label)
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     if cache is None:
-        cache = count_records(files) * image_size * image_size * 3 < CACHE_LIMIT_BYTES
+        cache = records * image_size * image_size * 3 < CACHE_LIMIT_BYTES
     if cache:
         ds = ds.cache()
     if training:
         ds = ds.shuffle(2048, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.map(lambda x, *rest: (tf.cast(x, tf.float32), *rest), num_parallel_calls=tf.data.AUTOTUNE)
     if training and augment:
         augmenter = make_augmenter(seed)
         # Sequential on purpose: the layers draw from one seeded generator, and parallel

@@ -1,10 +1,17 @@
-"""Export: one SavedModel with preprocessing, class names and four signatures.
+"""Export: one SavedModel with preprocessing, class names, the fitted temperature and
+four signatures.
 
 - ``serving_default(images)``: encoded image bytes -> probabilities, class_id,
-  class_name, confidence.
+  class_name, confidence (calibrated: ``softmax(logits / T)``), raw_probabilities and
+  raw_confidence (``softmax(logits)``).
 - ``grad_cam(images)``: the same plus ``heatmap`` (N,h,w) for the predicted class.
 - ``grad_cam_class(images, class_index)``: the heatmap for a named class.
-- ``serving_tf_example(examples)``: serialized tf.Examples (for TFMA).
+- ``serving_tf_example(examples)``: serialized tf.Examples (for TFMA, which judges the
+  validation loss on ``raw_probabilities``, as before calibration existed).
+
+The temperature is a variable of the SavedModel, so TF Serving and in-process
+prediction serve the same calibrated numbers; the predicted class is the argmax of the
+logits either way (T > 0 does not change it).
 
 Decoding happens inside the graph (``tf.io.decode_image``: JPEG, PNG, GIF first frame,
 BMP) and resizes bilinearly with antialiasing to the training size, as the cleaner's
@@ -41,21 +48,25 @@ def decode_images(images: tf.Tensor, image_size: int) -> tf.Tensor:
 class KeyclassModule(tf.Module):
     """The exported object: the two Keras models plus the class table."""
 
-    def __init__(self, clf: Classifier):
+    def __init__(self, clf: Classifier, temperature: float = 1.0):
         super().__init__(name="keyclass")
         self.base = clf.base
         self.head = clf.head
         self.image_size = clf.image_size
         self.class_table = tf.constant(clf.class_names, dtype=tf.string)
+        self.temperature = tf.Variable(float(temperature), dtype=tf.float32, trainable=False, name="temperature")
 
     def _outputs(self, logits: tf.Tensor) -> dict[str, tf.Tensor]:
-        probs = tf.nn.softmax(logits, axis=-1)
-        class_id = tf.argmax(probs, axis=-1)
+        probs = tf.nn.softmax(logits / self.temperature, axis=-1)
+        raw = tf.nn.softmax(logits, axis=-1)
+        class_id = tf.argmax(logits, axis=-1)
         return {
             "probabilities": probs,
             "class_id": class_id,
             "class_name": tf.gather(self.class_table, class_id),
             "confidence": tf.reduce_max(probs, axis=-1),
+            "raw_probabilities": raw,
+            "raw_confidence": tf.reduce_max(raw, axis=-1),
         }
 
     def _predict(self, pixels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -98,10 +109,12 @@ def export_model(
     export_dir: str,
     metadata: dict | None = None,
     warmup_images: list[bytes] | None = None,
+    temperature: float = 1.0,
 ) -> str:
     """Write the SavedModel to ``export_dir`` with ``assets.extra/keyclass.json`` and,
-    given sample images, TF Serving warmup requests. Returns ``export_dir``."""
-    module = KeyclassModule(clf)
+    given sample images, TF Serving warmup requests. ``temperature`` divides the logits
+    of every served probability. Returns ``export_dir``."""
+    module = KeyclassModule(clf, temperature)
     signatures = {name: getattr(module, name) for name in SIGNATURES}
     tf.saved_model.save(module, export_dir, signatures=signatures)
     meta = {

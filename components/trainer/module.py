@@ -1,5 +1,13 @@
 """The TFX Trainer entry point. ``run_fn`` is an adapter: it reads ``fn_args`` and calls
-the plain ``build_classifier``, ``make_dataset``, ``train`` and ``export_model``."""
+the plain ``build_classifier``, ``make_dataset``, ``train``, ``calibrate`` and
+``export_model``.
+
+Splits: the Trainer's ``train_args``/``eval_args`` name the train and eval splits
+(``fn_args.train_files``/``eval_files``); the held-out calibration split, which TFX's
+FnArgs has no field for, is the sibling directory ``Split-<name>`` of the eval split in
+the same Examples artifact (TFX's ``artifact_utils.get_split_uri`` layout), named in
+``custom_config``.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +19,9 @@ import tensorflow as tf
 from absl import logging
 from tfx.components.trainer.fn_args_utils import FnArgs
 
-from keyclass.components import layout
+from keyclass.components import layout, progress
 from keyclass.components.classes import ClassList
-from keyclass.components.trainer import data, export, reuse, train
+from keyclass.components.trainer import calibrate, data, export, reuse, train
 from keyclass.components.trainer.model import build_classifier
 from keyclass.components.trainer.settings import TrainConfig
 
@@ -21,13 +29,31 @@ from keyclass.components.trainer.settings import TrainConfig
 CLASSES_KEY = "classes"
 IMAGE_SIZE_KEY = "image_size"
 TRAIN_KEY = "train"
+CALIBRATION_SPLIT_KEY = "calibration_split"
 
 
 def trainer_custom_config(classes: ClassList, image_size: int, train_cfg: TrainConfig) -> dict:
     """What the Trainer component carries to ``run_fn`` (plain JSON)."""
     import dataclasses
 
-    return {CLASSES_KEY: list(classes), IMAGE_SIZE_KEY: int(image_size), TRAIN_KEY: dataclasses.asdict(train_cfg)}
+    return {
+        CLASSES_KEY: list(classes),
+        IMAGE_SIZE_KEY: int(image_size),
+        TRAIN_KEY: dataclasses.asdict(train_cfg),
+        CALIBRATION_SPLIT_KEY: layout.CALIBRATION_SPLIT,
+    }
+
+
+def sibling_split_files(file_patterns: list[str], split: str) -> list[str]:
+    """``<examples>/Split-<other>/*`` patterns -> the same artifacts' ``Split-<split>/*``."""
+    out = []
+    for pattern in file_patterns:
+        split_dir, glob = os.path.split(pattern.rstrip("/"))
+        root, name = os.path.split(split_dir)
+        if not name.startswith("Split-"):
+            raise ValueError(f"{pattern}: expected an Examples split pattern <uri>/Split-<name>/*")
+        out.append(os.path.join(root, f"Split-{split}", glob))
+    return out
 
 
 def count_labels(file_patterns: list[str]) -> dict[int, int]:
@@ -73,20 +99,44 @@ def run_fn(fn_args: FnArgs) -> None:
     pooled = None
     if tc.cache_features and not tc.shuffle_labels:  # validated: augmentation off, phase 1 sees fixed pixels
         pooled = reuse.pooled_datasets(fn_args.train_files, fn_args.eval_files, clf.backbone, image_size, tc.batch_size)
-    result = train.train(
-        clf,
-        train_ds,
-        eval_ds,
-        learning_rate=tc.learning_rate,
-        max_epochs=tc.max_epochs,
-        patience=tc.early_stopping_patience,
-        fine_tune_epochs=tc.fine_tune_epochs,
-        fine_tune_learning_rate=tc.fine_tune_learning_rate,
-        log_dir=fn_args.model_run_dir,
-        cache_features=tc.cache_features,
-        pooled=pooled,
-    )
+    # Verbose runs keep Keras' own line per epoch; otherwise one bar for both phases.
+    verbose = progress.level() >= progress.VERBOSE
+    epochs = tc.max_epochs + max(tc.fine_tune_epochs, 0)
+    with progress.Bar(epochs, "train", unit="epoch", draw=not verbose) as bar:
+        result = train.train(
+            clf,
+            train_ds,
+            eval_ds,
+            learning_rate=tc.learning_rate,
+            max_epochs=tc.max_epochs,
+            patience=tc.early_stopping_patience,
+            fine_tune_epochs=tc.fine_tune_epochs,
+            fine_tune_learning_rate=tc.fine_tune_learning_rate,
+            log_dir=fn_args.model_run_dir,
+            cache_features=tc.cache_features,
+            pooled=pooled,
+            verbose=2 if verbose else 0,
+            callbacks=[] if verbose else [train.EpochBar(bar)],
+        )
+        bar.close(train.closing_line(result))
     train.write_history(result, fn_args.model_run_dir)
+
+    cal_files = sibling_split_files(fn_args.eval_files, cc.get(CALIBRATION_SPLIT_KEY, layout.CALIBRATION_SPLIT))
+    cal_ds = data.make_dataset(cal_files, image_size, tc.batch_size, training=False, with_keys=True)
+    calibrated = calibrate.calibrate(
+        *calibrate.logits_and_labels(clf.model, eval_ds), *calibrate.logits_and_labels(clf.model, cal_ds)
+    )
+    calibrate.write_reports(calibrated, fn_args.model_run_dir)
+    problem = calibrated["report"]["problem"]
+    logging.info(
+        "Calibration: T=%.4g, ECE %s -> %s on %d held-out images%s",
+        calibrated["temperature"],
+        calibrated["block"]["ece_before"],
+        calibrated["block"]["ece_after"],
+        calibrated["block"]["images"],
+        f"; FAILED: {problem}" if problem else "",
+    )
+
     per_label = count_labels(fn_args.train_files)
     metadata = {
         "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -96,11 +146,13 @@ def run_fn(fn_args: FnArgs) -> None:
         "kept_phase": result.kept,
         "phase1_features": result.phase1.features,
         "train_images_per_class": {classes[k]: v for k, v in sorted(per_label.items())},
+        "calibration": calibrated["block"],
     }
     export.export_model(
         clf,
         fn_args.serving_model_dir,
         metadata=metadata,
         warmup_images=sample_images(fn_args.eval_files, 2),
+        temperature=calibrated["temperature"],
     )
     logging.info("Exported to %s", os.path.abspath(fn_args.serving_model_dir))

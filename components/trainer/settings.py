@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from keyclass.components.errors import ConfigError, check_non_negative, check_positive
+from keyclass.components.errors import ConfigError, check_choice, check_int, check_range
 
 # "tiny" is a small CNN on the same code path, for tests and smoke runs.
 BACKBONES = ("resnet50", "efficientnet_lite0", "tiny")
@@ -35,12 +35,15 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Refuse training settings that cannot work, naming each."""
-        if self.backbone not in BACKBONES:
-            raise ConfigError(f"train.backbone: unknown {self.backbone!r}; use one of {', '.join(BACKBONES)}")
+        check_choice(self.backbone, BACKBONES, "train.backbone")
         if self.weights not in ("imagenet", "none") and not Path(self.weights).expanduser().is_file():
             raise ConfigError(f"train.weights: {self.weights!r} is neither imagenet, none nor an existing file")
-        check_positive(self.batch_size, "train.batch_size")
-        check_positive(self.max_epochs, "train.max_epochs")
-        check_non_negative(self.fine_tune_epochs, "train.fine_tune_epochs")
+        check_int(self.batch_size, 1, 4096, "train.batch_size")
+        check_int(self.max_epochs, 1, 100_000, "train.max_epochs")
+        check_int(self.early_stopping_patience, 0, 100_000, "train.early_stopping_patience")
+        check_int(self.fine_tune_epochs, 0, 100_000, "train.fine_tune_epochs")
+        for name in ("learning_rate", "fine_tune_learning_rate"):
+            check_range(getattr(self, name), 0, 10, f"train.{name}", open_low=True)
+        check_int(self.seed, 0, 2**31 - 1, "train.seed")
         if self.cache_features and self.augment:
             raise ConfigError("train.cache_features: needs train.augment off (cached features cannot be augmented)")

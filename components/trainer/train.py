@@ -19,6 +19,7 @@ import tensorflow as tf
 from absl import logging
 from tfx.dsl.io import fileio
 
+from keyclass.components import progress
 from keyclass.components.trainer.model import Classifier, pooled_head, set_backbone_trainable
 
 
@@ -76,6 +77,35 @@ class KeepBest(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+
+class EpochBar(keras.callbacks.Callback):
+    """Moves one progress bar an epoch at a time through both phases, showing the phase
+    and the last validation loss beside it."""
+
+    def __init__(self, bar: progress.Bar):
+        super().__init__()
+        self.bar = bar
+        self.phase = 0
+
+    def on_train_begin(self, logs=None):
+        self.phase += 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.bar.update(1)
+        loss = (logs or {}).get("val_loss")
+        self.bar.note(f"phase {self.phase}" + (f", val_loss {loss:.4f}" if loss is not None else ""))
+
+
+def closing_line(result: TrainResult) -> str:
+    """The train stage's one line: epochs run, the phase kept, its validation scores."""
+    p1 = len(result.phase1.history.get("loss", []))
+    epochs = f"{p1} epochs"
+    if result.phase2 is not None:
+        p2 = len(result.phase2.history.get("loss", []))
+        epochs = f"{p1 + p2} epochs (frozen {p1}, fine-tuned {p2}; kept {'fine-tuned' if result.kept == 'phase2' else 'frozen'})"
+    acc = f", val_accuracy {result.val_accuracy:.1%}" if np.isfinite(result.val_accuracy) else ""
+    return f"train: {epochs}: val_loss {result.val_loss:.4f}{acc}"
 
 
 def _compile(model: keras.Model, learning_rate: float) -> None:
@@ -213,12 +243,15 @@ def train(
     verbose: int = 2,
     cache_features: bool = False,
     pooled: tuple[tf.data.Dataset, tf.data.Dataset] | None = None,
+    callbacks: list | None = None,
 ) -> TrainResult:
-    """Both phases; writes TensorBoard logs under ``log_dir/phase{1,2}`` when given.
-    ``pooled``: see :func:`train_transfer`."""
+    """Both phases; writes TensorBoard logs under ``log_dir/phase{1,2}`` when given;
+    ``callbacks`` join both phases (e.g. an :class:`EpochBar`); ``pooled``: see
+    :func:`train_transfer`."""
 
     def tb(phase: str) -> list:
-        return [keras.callbacks.TensorBoard(os.path.join(log_dir, phase))] if log_dir else []
+        board = [keras.callbacks.TensorBoard(os.path.join(log_dir, phase))] if log_dir else []
+        return board + list(callbacks or [])
 
     p1 = train_transfer(
         clf,

@@ -17,6 +17,7 @@ from tfx.utils import io_utils
 from keyclass.components.validation import rules
 
 SCHEMA_FILE = "schema.pbtxt"
+STATS_FILE = "FeatureStats.pb"  # StatisticsGen's per-split file
 
 
 class DatasetRejected(RuntimeError):
@@ -34,15 +35,22 @@ def _read_per_split(artifact, filename: str, proto_cls) -> dict:
     return out
 
 
+def _image_stats_everywhere(stats: dict[str, statistics_pb2.DatasetFeatureStatisticsList]) -> bool:
+    """Whether TFDV computed image statistics for every split (100 images or more)."""
+    return all(rules.has_image_stats(s) for s in stats.values())
+
+
 @tfx.dsl.components.component
 def CurateSchema(
     schema: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.Schema],
+    statistics: tfx.dsl.components.InputArtifact[tfx.types.standard_artifacts.ExampleStatistics],
     curated_schema: tfx.dsl.components.OutputArtifact[tfx.types.standard_artifacts.Schema],
     classes_json: tfx.dsl.components.Parameter[str],
 ) -> None:
     """SchemaGen's inferred schema plus keyclass's rules (see rules.curate_schema)."""
     inferred = io_utils.SchemaReader().read(os.path.join(schema.uri, SCHEMA_FILE))
-    curated = rules.curate_schema(inferred, json.loads(classes_json))
+    stats = _read_per_split(statistics, STATS_FILE, statistics_pb2.DatasetFeatureStatisticsList)
+    curated = rules.curate_schema(inferred, json.loads(classes_json), image_stats=_image_stats_everywhere(stats))
     io_utils.write_pbtxt_file(os.path.join(curated_schema.uri, SCHEMA_FILE), curated)
 
 
@@ -57,10 +65,10 @@ def ValidationGate(
     min_images_per_class: tfx.dsl.components.Parameter[int],
 ) -> None:
     """Raise DatasetRejected (stopping the pipeline) unless the dataset is fit to train."""
-    stats = _read_per_split(statistics, "FeatureStats.pb", statistics_pb2.DatasetFeatureStatisticsList)
+    stats = _read_per_split(statistics, STATS_FILE, statistics_pb2.DatasetFeatureStatisticsList)
     undecodable = {}
-    for split, split_stats in stats.items():
-        if not rules.has_image_stats(split_stats):  # too small for TFDV's image statistics
+    if not _image_stats_everywhere(stats):  # TFDV checks no image (see rules.curate_schema)
+        for split in stats:
             files = fileio.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*"))
             undecodable[split] = rules.undecodable_images(files)
     result = rules.judge(

@@ -4,7 +4,10 @@ Rules added to the schema (ExampleValidator then reports violations as anomalies
 - every feature the trainer and lineage need is present in every example;
 - ``label`` is an int in 0..K-1 and ``label/text`` one of the class names;
 - ``image/format`` is ``jpeg`` and ``image/encoded`` holds TensorFlow-decodable images
-  in every example (TFDV's image domain; needs semantic-domain statistics).
+  in every example (TFDV's image domain with a minimum supported fraction; it needs
+  semantic-domain statistics, which TFDV computes only for 100 images or more. When a
+  split has fewer, the domain has no fraction, since TFDV would skip it with a warning on
+  stderr, and the gate decodes every split itself).
 The gate adds what a schema cannot say: every class present in every split, the whole
 dataset balanced within a tolerance, and at least a minimum number of images per class.
 """
@@ -39,8 +42,9 @@ def _feature(schema: schema_pb2.Schema, name: str) -> schema_pb2.Feature:
     return f
 
 
-def curate_schema(inferred: schema_pb2.Schema, classes: list[str]) -> schema_pb2.Schema:
-    """A copy of ``inferred`` with keyclass's rules applied."""
+def curate_schema(inferred: schema_pb2.Schema, classes: list[str], image_stats: bool = True) -> schema_pb2.Schema:
+    """A copy of ``inferred`` with keyclass's rules applied; TFDV checks the images only
+    with ``image_stats`` (every split's statistics have TFDV's image-format histogram)."""
     schema = schema_pb2.Schema()
     schema.CopyFrom(inferred)
     for name in REQUIRED_FEATURES:
@@ -63,7 +67,10 @@ def curate_schema(inferred: schema_pb2.Schema, classes: list[str]) -> schema_pb2
 
     img = _feature(schema, layout.F_IMAGE)
     img.type = schema_pb2.BYTES
-    img.image_domain.CopyFrom(schema_pb2.ImageDomain(minimum_supported_image_fraction=1.0))
+    # Without the fraction the domain only says "images" (a split with image statistics
+    # would otherwise be an anomaly, "updated semantic domain"), and TFDV checks nothing.
+    fraction = {"minimum_supported_image_fraction": 1.0} if image_stats else {}
+    img.image_domain.CopyFrom(schema_pb2.ImageDomain(**fraction))
     # Free-text string features: no value domain (every URL/hash is new).
     for name in (layout.F_SOURCE_URL, layout.F_SHA256, layout.F_PHASH, layout.F_ORIG_FORMAT):
         f = _feature(schema, name)

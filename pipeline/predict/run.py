@@ -10,19 +10,23 @@ Unreadable and non-image files are recorded with their reason and never stop the
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import quote
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
+from keyclass.components import progress as terminal_progress
 from keyclass.components.errors import ConfigError
 from keyclass.pipeline.predict import summary as summary_lib
 from keyclass.pipeline.predict import truth, visualize
+from keyclass.pipeline.predict.results_dir import prepare_results_dir
+
+__all__ = ["Loaded", "PredictError", "check_inputs", "default_loader", "predict_folder", "prepare_results_dir"]
 
 
 class PredictError(ConfigError):
@@ -35,15 +39,6 @@ class Loaded:
     image: Image.Image | None  # RGB, upright, original size (capped for display)
     model_input: bytes  # JPEG at the model's input size, as the cleaner writes them
     error: str | None = None
-
-
-def prepare_results_dir(results: Path, overwrite: bool) -> None:
-    """Refuse to overwrite a previous results folder unless ``overwrite``."""
-    if results.exists() and any(results.iterdir()):
-        if not overwrite:
-            raise PredictError(f"results folder {results} already holds results; pass --overwrite or choose another")
-        shutil.rmtree(results)
-    results.mkdir(parents=True, exist_ok=True)
 
 
 def check_inputs(root: Path, results: Path | None = None) -> list[Path]:
@@ -82,9 +77,19 @@ def _batches(items: list, size: int) -> Iterator[list]:
         yield items[i : i + size]
 
 
-def _safe_name(rel: Path) -> str:
-    """A flat, collision-free file name for a result image."""
-    return "__".join(rel.with_suffix("").parts)
+def result_stem(rel: Path) -> str:
+    """The file-name stem of an input's result images: its relative path, extension
+    included, percent-encoded (``sub/cat.jpg`` -> ``sub%2Fcat.jpg``), so two inputs never
+    share a name (``cat.jpg`` vs ``cat.png``) and ``urllib.parse.unquote`` gives the path
+    back. A path too long for a file name keeps its start and a digest of the whole."""
+    stem = quote(rel.as_posix(), safe=" !#$&'()+,;=@[]^`{}~-._")  # ASCII only
+    if len(stem) > 180:
+        head = stem[:120]
+        cut = head.rfind("%")
+        if cut > len(head) - 3:  # do not split an escape
+            head = head[:cut]
+        stem = f"{head}~{hashlib.sha256(rel.as_posix().encode()).hexdigest()[:16]}"
+    return stem
 
 
 def write_result_images(
@@ -94,7 +99,7 @@ def write_result_images(
     and the segmented region's box in original-image pixels."""
     out_dir.mkdir(parents=True, exist_ok=True)
     heat = visualize.upsample(heatmap, img.size)
-    stem = _safe_name(rel)
+    stem = result_stem(rel)
     paths = [out_dir / f"{stem}_original.jpg", out_dir / f"{stem}_gradcam.jpg", out_dir / f"{stem}_segmentation.jpg"]
     img.save(paths[0], "JPEG", quality=92)
     visualize.overlay(img, heat).save(paths[1], "JPEG", quality=92)
@@ -117,18 +122,22 @@ def predict_folder(
     loader: Callable[[Path], Loaded] | None = None,
     workers: int = 4,
     progress: bool = True,
+    certification: dict | None = None,
 ) -> dict:
     """Predict every file under ``root``; write results; return the summary dict.
 
     ``predictor.predict(list_of_bytes, signature="grad_cam")`` must return an object with
-    ``probabilities``, ``class_name``, ``confidence`` and ``heatmap``.
+    ``probabilities``, ``class_name``, ``confidence`` and ``heatmap`` (and, from calibrated
+    models, ``raw_confidence``). A prediction below ``threshold`` is abstained: recorded
+    with its top class, but not assigned to it (no result images, not counted as kept).
+    ``certification`` (from :mod:`predict.certify`) goes into the summary.
     """
     root, results = Path(root), Path(results)
     files = check_inputs(root, results)
-    prepare_results_dir(results, overwrite)
+    prepare_results_dir(results, overwrite, prediction_root=root)
     load = loader or default_loader(image_size)
     records: list[dict] = []
-    bar = tqdm(total=len(files), desc="predict", unit="img", disable=not progress)
+    bar = terminal_progress.Bar(len(files), "predict", draw=progress)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending_writes: list[Future] = []
         batches = list(_batches(files, batch_size))
@@ -144,20 +153,29 @@ def predict_folder(
                 rel = item.path.relative_to(root)
                 rec: dict = {"file": str(rel), "truth": truth.true_label(item.path, root, classes)}
                 if item.error is not None:
-                    rec.update(error=item.error, kept=False, **{"class": None, "confidence": None})
+                    rec.update(
+                        error=item.error,
+                        kept=False,
+                        abstained=None,
+                        raw_confidence=None,
+                        **{"class": None, "confidence": None},
+                    )
                     records.append(rec)
                     continue
                 probs = np.asarray(out.probabilities[gi], dtype=np.float64)
                 name = out.class_name[gi]
                 name = name.decode() if isinstance(name, bytes) else str(name)
                 conf = float(out.confidence[gi])
+                raw = getattr(out, "raw_confidence", None)
                 kept = conf >= threshold
                 rec.update(
                     {
                         "class": name,
                         "confidence": conf,
+                        "raw_confidence": float(raw[gi]) if raw is not None else None,
                         "probabilities": {c: float(p) for c, p in zip(classes, probs, strict=True)},
                         "kept": kept,
+                        "abstained": not kept,
                         "error": None,
                     }
                 )
@@ -175,11 +193,18 @@ def predict_folder(
                 paths, box = fut.result()
                 rec["images"] = paths
                 rec["bbox"] = box
-    bar.close()
+    kept = sum(1 for r in records if r["kept"])
+    unreadable = sum(1 for r in records if r["error"])
+    bar.close(
+        f"predict: {len(records)} files, {kept} at or above {threshold:g}"
+        + (f", {unreadable} unreadable" if unreadable else "")
+        if progress
+        else None
+    )
     with open(results / "predictions.jsonl", "w") as f:
         for rec in records:
             f.write(json.dumps(rec, sort_keys=True) + "\n")
-    summary = summary_lib.summarize(records, classes, threshold)
+    summary = summary_lib.summarize(records, classes, threshold, certification)
     summary["unreadable_files"] = [{"file": r["file"], "error": r["error"]} for r in records if r["error"]]
     (results / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=True))
     return summary

@@ -3,6 +3,8 @@ original cut to where the upsampled heatmap passes a fraction of its maximum).""
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from PIL import Image
 
@@ -10,13 +12,12 @@ from PIL import Image
 MAX_SIDE = 1024
 
 
+@functools.cache
 def _jet_lut() -> np.ndarray:
+    """Matplotlib's jet colormap as 256 RGB rows (matplotlib loads on the first overlay)."""
     import matplotlib
 
     return (matplotlib.colormaps["jet"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
-
-
-_JET = _jet_lut()
 
 
 def display_image(img: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:
@@ -35,7 +36,7 @@ def upsample(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 def overlay(img: Image.Image, heat: np.ndarray, alpha: float = 0.4) -> Image.Image:
     """The jet-coloured heatmap blended over the image (``heat`` already at image size)."""
-    colours = _JET[np.clip((heat * 255).astype(np.int32), 0, 255)]
+    colours = _jet_lut()[np.clip((heat * 255).astype(np.int32), 0, 255)]
     base = np.asarray(img, dtype=np.float32)
     out = base * (1 - alpha) + colours.astype(np.float32) * alpha
     return Image.fromarray(np.clip(out, 0, 255).astype(np.uint8))

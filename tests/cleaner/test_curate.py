@@ -148,6 +148,7 @@ def test_without_a_pretrained_backbone_the_phash_rule_decides_and_says_so(backbo
         min_height=64,
         near_duplicate_distance=4,
         balance=True,
+        calibration_fraction=settings.calibration_fraction,
         eval_fraction=0.2,
     )
     assert result.decisions == today

@@ -158,11 +158,12 @@ def test_funnel_adds_up_with_the_label_issue_stage(cleaned):
             "balanced",
             "train",
             "eval",
+            "calibration",
         ]
         assert f["found"] == sum(outcomes.values())
         assert f["large_enough"] - f["unique"] == outcomes["duplicate"] + outcomes["ambiguous"]
         assert f["unique"] - f["label_ok"] == entry["reasons"]["dropped"]["label_issue"]
-        assert f["label_ok"] == f["balanced"] == f["train"] + f["eval"] == outcomes["kept"]
+        assert f["label_ok"] == f["balanced"] == f["train"] + f["eval"] + f["calibration"] == outcomes["kept"]
         assert rep["curation"]["label_issues"]["per_class"][cls] == f["unique"] - f["label_ok"]
     pruned = Counter(line["keyword"] for line in ledger.values() if line["reason"] == "label_issue")
     assert rep["curation"]["label_issues"]["per_class"] == {c: pruned.get(c, 0) for c in CLASSES}

@@ -107,7 +107,7 @@ def test_ledger_lines_carry_keyword_sha_and_split(run, raw_dir):
     for line, rec in zip(run["ledger"], records, strict=True):
         assert line["sha256"] == rec[layout.M_SHA256]
         assert line["outcome"] in layout.OUTCOMES
-        assert (line["split"] in ("train", "eval")) == (line["outcome"] == "kept")
+        assert (line["split"] in ("train", "eval", "calibration")) == (line["outcome"] == "kept")
     dog = next(line for line in run["ledger"] if line["source_url"].endswith("/dog_plain.jpg"))
     assert dog["keyword"] == "dog"  # canonicalised from "Dog "
     dup = next(line for line in run["ledger"] if line["source_url"].endswith("/near_small_original.jpg"))
@@ -121,7 +121,8 @@ def test_funnel_adds_up(run):
         f, outcomes = entry["funnel"], entry["outcomes"]
         assert f["found"] == sum(outcomes.values()), cls
         assert f["found"] >= f["downloaded"] >= f["decoded"] >= f["large_enough"] >= f["unique"] >= f["balanced"]
-        assert f["balanced"] == f["train"] + f["eval"] == outcomes["kept"]
+        assert f["balanced"] == f["train"] + f["eval"] + f["calibration"] == outcomes["kept"]
+        assert min(f["train"], f["eval"], f["calibration"]) >= 1, cls
         assert f["found"] - f["downloaded"] == outcomes["failed"]
         assert f["large_enough"] - f["unique"] == outcomes["duplicate"] + outcomes["ambiguous"]
         for outcome, reasons in entry["reasons"].items():
@@ -140,6 +141,7 @@ def test_funnel_adds_up(run):
         "balanced": 9,
         "train": rep["classes"]["cat"]["funnel"]["train"],
         "eval": rep["classes"]["cat"]["funnel"]["eval"],
+        "calibration": rep["classes"]["cat"]["funnel"]["calibration"],
     }
     assert rep["classes"]["dog"]["reasons"]["dropped"] == {
         "decompression_bomb": 1,
@@ -153,8 +155,8 @@ def test_funnel_adds_up(run):
 
 def test_tfrecords_parse_with_every_feature(run):
     examples = run["examples"]
-    assert examples.split_names == '["train", "eval"]'
-    rows = read_examples(examples.uri, "train") + read_examples(examples.uri, "eval")
+    assert examples.split_names == '["train", "eval", "calibration"]'
+    rows = [row for split in ("train", "eval", "calibration") for row in read_examples(examples.uri, split)]
     kept = [line for line in run["ledger"] if line["outcome"] == "kept"]
     assert len(rows) == len(kept)
     by_sha = {line["sha256"]: line for line in kept}
@@ -174,7 +176,7 @@ def test_tfrecords_parse_with_every_feature(run):
 def _decoded_by_url(run, raw_dir, name):
     _, records, _ = raw_dir
     rec = next(r for r in records if r[layout.M_URL].endswith(f"/{name}.jpg"))
-    rows = read_examples(run["examples"].uri, "train") + read_examples(run["examples"].uri, "eval")
+    rows = [row for split in ("train", "eval", "calibration") for row in read_examples(run["examples"].uri, split)]
     row = next(r for r in rows if r[layout.F_SHA256].decode() == rec[layout.M_SHA256])
     return row, Image.open(io.BytesIO(row[layout.F_IMAGE])).convert("RGB")
 
@@ -222,7 +224,7 @@ def test_balanced_reruns_give_identical_splits(raw_dir, tmp_path):
         funnel["cat"]["reasons"]["dropped"]["balance"]
         == funnel["cat"]["funnel"]["unique"] - funnel["dog"]["funnel"]["unique"]
     )
-    for split in ("train", "eval"):
+    for split in ("train", "eval", "calibration"):
         shas = [sorted(r[layout.F_SHA256] for r in read_examples(run["examples"].uri, split)) for run in runs]
         assert shas[0] == shas[1] and shas[0], split
         kept = sorted(

@@ -7,7 +7,14 @@ import random
 from keyclass.components.cleaner import funnel
 
 CLASSES = ["cat", "dog"]
-RULES = dict(classes=CLASSES, min_width=100, min_height=100, near_duplicate_distance=4, eval_fraction=0.2)
+RULES = dict(
+    classes=CLASSES,
+    min_width=100,
+    min_height=100,
+    near_duplicate_distance=4,
+    eval_fraction=0.2,
+    calibration_fraction=0.2,
+)
 
 
 def _world(n_cat: int, n_dog: int, seed: int = 0):
@@ -48,18 +55,33 @@ def test_balance_off_keeps_everything():
 def test_split_is_by_content_and_near_the_fraction():
     records, metas = _world(500, 500)
     out = _decide(records, metas)
-    share = sum(d.split == "eval" for d in out) / len(out)
-    assert 0.15 < share < 0.25
+    for split, (low, high) in {"eval": (0.15, 0.25), "calibration": (0.15, 0.25), "train": (0.54, 0.66)}.items():
+        assert low < sum(d.split == split for d in out) / len(out) < high, split
     # A picture's split depends only on its pixels: adding images moves nothing.
     more_records, more_metas = _world(600, 600)
     more = {d.index: d.split for d in _decide(more_records, more_metas, balance=False)}
     assert all(more[d.index] == d.split for d in out)
 
 
-def test_tiny_classes_still_get_both_splits():
+def test_tiny_classes_still_get_every_split():
     records, metas = _world(2, 2)
-    splits = {(d.label, d.split) for d in _decide(records, metas)}
+    splits = {(d.label, d.split) for d in _decide(records, metas, calibration_fraction=0.0)}
     assert splits == {(0, "train"), (0, "eval"), (1, "train"), (1, "eval")}
+    for n in (3, 4, 5):
+        records, metas = _world(n, n)
+        splits = {(d.label, d.split) for d in _decide(records, metas)}
+        assert splits == {(c, s) for c in (0, 1) for s in ("train", "eval", "calibration")}, n
+
+
+def test_the_calibration_split_leaves_the_eval_split_as_it_was():
+    """The held-out split is carved from train: no eval picture moves, so a model's
+    early stopping sees the same images it saw before the split existed."""
+    records, metas = _world(300, 300)
+    two = _decide(records, metas, calibration_fraction=0.0)
+    three = _decide(records, metas)
+    assert [d.index for d in two if d.split == "eval"] == [d.index for d in three if d.split == "eval"]
+    assert all(a.split == "train" for a, b in zip(two, three, strict=True) if b.split == "calibration")
+    assert sum(d.split == "calibration" for d in three) > 0
 
 
 def test_an_empty_class_does_not_empty_the_others():
@@ -115,6 +137,7 @@ def test_failures_and_reports_add_up():
         "balanced": 4,
         "train": rep["classes"]["cat"]["funnel"]["train"],
         "eval": rep["classes"]["cat"]["funnel"]["eval"],
+        "calibration": rep["classes"]["cat"]["funnel"]["calibration"],
     }
     dog = rep["classes"]["dog"]["funnel"]
     assert (dog["found"], dog["downloaded"], dog["decoded"], dog["large_enough"]) == (7, 6, 5, 4)
@@ -139,11 +162,13 @@ def test_near_duplicates_record_the_kept_file_and_the_evidence():
     # The same pair confirmed by embeddings carries its cosine.
     screened = funnel.screen(records, metas, classes=CLASSES, min_width=100, min_height=100)
     grouped = funnel.group(screened, {(0, 1): funnel.Link(3, 0.93)})
-    out = funnel.finish(grouped, classes=CLASSES, balance=False, eval_fraction=0.2)
+    out = funnel.finish(grouped, classes=CLASSES, balance=False, eval_fraction=0.2, calibration_fraction=0.2)
     line = funnel.ledger_lines(records, [out[r.index] for r in records])[0]
     assert (line["phash_distance"], line["cosine"], line["kept_sha256"]) == (3, 0.93, records[1].sha256)
     # Unlinked, the two pictures stay apart whatever their hashes.
-    apart = funnel.finish(funnel.group(screened, {}), classes=CLASSES, balance=False, eval_fraction=0.2)
+    apart = funnel.finish(
+        funnel.group(screened, {}), classes=CLASSES, balance=False, eval_fraction=0.2, calibration_fraction=0.2
+    )
     assert all(d.outcome == "kept" for d in apart.values())
 
 
@@ -156,7 +181,9 @@ def test_label_issues_are_dropped_before_balancing_and_counted_in_label_ok():
         cat_keys[0]: funnel.LabelIssue(0.12, "dog", "mislabelled"),
         cat_keys[1]: funnel.LabelIssue(0.41, "dog", "off_topic"),
     }
-    out = funnel.finish(grouped, classes=CLASSES, balance=True, eval_fraction=0.2, label_issues=issues)
+    out = funnel.finish(
+        grouped, classes=CLASSES, balance=True, eval_fraction=0.2, calibration_fraction=0.2, label_issues=issues
+    )
     decisions = [out[r.index] for r in records]
     dropped = [d for d in decisions if d.reason == "label_issue"]
     assert len(dropped) == 2 and all(d.outcome == "dropped" for d in dropped)
@@ -173,6 +200,6 @@ def test_label_issues_are_dropped_before_balancing_and_counted_in_label_ok():
     assert (cat["funnel"]["unique"], cat["funnel"]["label_ok"], cat["funnel"]["balanced"]) == (6, 4, 4)
     assert cat["reasons"]["dropped"] == {"label_issue": 2}
     assert cat["funnel"]["found"] == sum(cat["outcomes"].values())
-    assert cat["funnel"]["balanced"] == cat["funnel"]["train"] + cat["funnel"]["eval"]
+    assert cat["funnel"]["balanced"] == cat["funnel"]["train"] + cat["funnel"]["eval"] + cat["funnel"]["calibration"]
     assert list(cat["funnel"]) == list(funnel.FUNNEL_STAGES)
     assert rep["curation"] == {"mode": "embedding"}

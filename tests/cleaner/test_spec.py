@@ -27,12 +27,17 @@ def test_exec_properties_round_trip_from_config():
     settings = spec.settings_from_exec_properties(props)
     assert settings == _settings()
     assert settings.min_width == 100 and settings.max_image_pixels == 64_000_000
+    assert settings.calibration_fraction == props[spec.CALIBRATION_FRACTION_KEY] == 0.25
 
 
 def test_bad_properties_are_named():
     props = spec.exec_properties(_settings())
     with pytest.raises(ConfigError, match="eval_fraction"):
         spec.settings_from_exec_properties({**props, spec.EVAL_FRACTION_KEY: 1.5})
+    with pytest.raises(ConfigError, match=r"calibration_fraction: eval_fraction \+ calibration_fraction"):
+        spec.settings_from_exec_properties({**props, spec.EVAL_FRACTION_KEY: 0.5, spec.CALIBRATION_FRACTION_KEY: 0.5})
+    with pytest.raises(ConfigError, match="calibration_fraction"):
+        spec.settings_from_exec_properties({**props, spec.CALIBRATION_FRACTION_KEY: 0.0})
     with pytest.raises(ConfigError, match="missing: jpeg_quality"):
         spec.settings_from_exec_properties({k: v for k, v in props.items() if k != spec.JPEG_QUALITY_KEY})
 

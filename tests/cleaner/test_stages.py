@@ -35,8 +35,8 @@ def test_decode_dofn_emits_metadata_and_model_jpegs(tmp_path):
     with TestPipeline() as p:
         out = (
             p
-            | beam.Create([items[:2], items[2:]])
-            | beam.ParDo(stages.DecodeImages(str(tmp_path), 32, 90, 1_000_000)).with_outputs(
+            | beam.Create([0, 1])
+            | beam.ParDo(stages.DecodeImages(str(tmp_path), 32, 90, 1_000_000, [items[:2], items[2:]])).with_outputs(
                 stages.ENCODED_TAG, main="meta"
             )
         )
@@ -90,7 +90,8 @@ def test_decode_then_write_pipelines_meet_through_the_staging_files(tmp_path):
         min_height=1,
         near_duplicate_distance=0,
         balance=False,
-        eval_fraction=0.5,
+        eval_fraction=0.4,
+        calibration_fraction=0.3,
     )
     rows = stages.kept_rows(records, decisions, metas)
     assert sorted(r.keyword for r in rows) == ["cat", "dog"]
@@ -102,7 +103,7 @@ def test_decode_then_write_pipelines_meet_through_the_staging_files(tmp_path):
         for path in (tmp_path / "examples" / f"Split-{split}").glob("*.gz"):
             written.setdefault(split, 0)
             written[split] += sum(1 for _ in _read_tfrecords(path))
-    assert written == {"train": 1, "eval": 1}
+    assert written == {"train": 1, "eval": 1, "calibration": 0}  # every split is written, even empty
 
 
 def _read_tfrecords(path):

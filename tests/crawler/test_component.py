@@ -19,7 +19,7 @@ from tests.crawler.conftest import make_cfg
 
 def test_every_crawl_setting_is_an_execution_parameter():
     assert set(spec.FIELD_KEYS) == {f.name for f in dataclasses.fields(CrawlConfig)}
-    assert set(spec.ImageCrawlerSpec.PARAMETERS) == {key for key, _ in spec.FIELD_KEYS.values()}
+    assert set(spec.ImageCrawlerSpec.PARAMETERS) == {key for key, _ in spec.FIELD_KEYS.values()} | set(spec.CACHE_KEYS)
     assert spec.ImageCrawlerSpec.INPUTS == {}
 
 

@@ -42,14 +42,15 @@ def test_crawl_respects_quota_names_files_by_content_and_writes_a_complete_manif
         ok = out.lines(keyword=keyword, error="")
         assert len(ok) == 4, "quota: exactly max_images_per_class images per class"
         assert [r[layout.M_URL] for r in ok] == [engine.image_url(keyword, i) for i in range(4)]
-        for r in ok:
+        for i, r in enumerate(ok):
             assert r[layout.M_SOURCE] == "bing" and r[layout.M_QUERY] == keyword
-            assert r[layout.M_STATUS] == 200 and r[layout.M_CONTENT_TYPE] == "image/jpeg"
+            want, ctype = engine.image_bytes(keyword, i)  # .jpg, .jpeg, .png, .webp?w=...: all kept
+            assert r[layout.M_STATUS] == 200 and r[layout.M_CONTENT_TYPE] == ctype
             assert r[layout.M_FINAL_URL] == r[layout.M_URL]
             data = open(os.path.join(out.uri, r[layout.M_PATH]), "rb").read()
             assert r[layout.M_PATH] == f"images/{r[layout.M_SHA256]}"
             assert hashlib.sha256(data).hexdigest() == r[layout.M_SHA256] and len(data) == r[layout.M_BYTES]
-            assert data == demo_images.render(keyword, int(r[layout.M_URL].rsplit("/", 1)[1][:-4]), size=64)
+            assert data == want
     assert engine.hits(engine.image_url("circle", 4)) == 0, "nothing downloaded beyond the quota"
     assert _files_under(out.uri) == {layout.MANIFEST, layout.CRAWL_REPORT} | {r["path"] for r in out.manifest}
     rep = out.report["classes"]["circle"]

@@ -1,4 +1,4 @@
-"""Sources alone: result-page URLs, icrawler's parsers on the demo engine's pages, URL lists, folders."""
+"""Sources alone: result-page URLs, the engines' result pages from the demo engine, URL lists, folders."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_default_endpoints_are_the_public_engines():
     }
 
 
-def test_bing_pages_parsed_by_icrawler_and_paged(engine):
+def test_bing_pages_parsed_and_paged(engine):
     items = list(sources.engine_candidates("bing", engine.search_url, "circle", _page_fetcher))
     assert all(isinstance(i, Candidate) for i in items)
     assert [i.url for i in items] == [engine.image_url("circle", k) for k in range(12)]  # 3 pages of 5
@@ -35,7 +35,7 @@ def test_bing_pages_parsed_by_icrawler_and_paged(engine):
     assert {(i.source, i.query) for i in items} == {("bing", "circle")}
 
 
-def test_google_pages_parsed_by_icrawler(engine):
+def test_google_pages_parsed(engine):
     items = list(sources.engine_candidates("google", engine.google_search_url, "square", _page_fetcher))
     assert [i.url for i in items] == [engine.image_url("square", k) for k in range(12)]
 

@@ -79,7 +79,10 @@ def test_dataflow_compile_has_every_component_in_order_with_image_and_args(tmp_p
     assert "--runner=DataflowRunner" in cleaner_args and "--project=acme" in cleaner_args
     text = out.read_text()
     assert "gs://acme-bucket/keyclass/" in text
-    assert "600" in json.dumps(tasks["ImageCrawler"]) or "600" in text
+    # The crawl setting reaches the ImageCrawler task as its own parameter, with its value.
+    crawler_params = tasks["ImageCrawler"]["inputs"]["parameters"]
+    assert crawler_params["max_images_per_class"]["runtimeValue"]["constantValue"] == {"intValue": "600"}
+    assert crawler_params["min_images_per_class"]["runtimeValue"]["constantValue"] == {"intValue": "20"}
 
 
 def test_flink_runner_args_flow_through(tmp_path):
@@ -101,9 +104,26 @@ def test_local_and_kubeflow_graphs_are_the_same(tmp_path):
         return {c.id: json.dumps(c.exec_properties, sort_keys=True, default=str) for c in p.components}
 
     assert graph(local) == graph(cluster)
-    crawl_local = params(local)["ImageCrawler"]
-    assert crawl_local == params(cluster)["ImageCrawler"]
+    crawl_local = dict(local.components[0].exec_properties)
+    crawl_cluster = dict(cluster.components[0].exec_properties)
+    snapshot = crawl_cluster.pop("snapshot")
+    assert crawl_local.pop("snapshot") == cfg.crawl.snapshot
+    assert crawl_local == crawl_cluster  # the same crawl, but for the snapshot:
+    assert type(snapshot).__name__ == "RuntimeParameter"  # a runtime parameter on the cluster
+    assert (snapshot.name, snapshot.default) == ("snapshot", cfg.crawl.snapshot)
     assert params(local)["Trainer"] == params(cluster)["Trainer"]
+
+
+def test_crawl_snapshot_compiles_as_a_runtime_parameter_with_the_configured_default(tmp_path):
+    cfg = _cfg(tmp_path, **{"crawl.snapshot": "2026-W48"})
+    spec = compile_pipeline(cfg, str(tmp_path / "p.json"))
+    root = spec["pipelineSpec"]["root"]
+    assert root["inputDefinitions"]["parameters"]["snapshot"] == {"type": "STRING"}
+    crawler_inputs = root["dag"]["tasks"]["ImageCrawler"]["inputs"]["parameters"]
+    assert crawler_inputs["snapshot"] == {"componentInputParameter": "snapshot"}
+    # The other crawl settings stay constants of the compiled spec.
+    assert "runtimeValue" in crawler_inputs["max_images_per_class"]
+    assert spec["runtimeConfig"]["parameters"]["snapshot"] == {"stringValue": "2026-W48"}
 
 
 def test_missing_pipeline_root_is_refused(tmp_path):

@@ -31,6 +31,19 @@ def home(tmp_path, monkeypatch):
         (["predict", "-c", "cat,dog", "-p", ".", "-t", "1.5"], "threshold"),
         (["predict", "-c", "cat,dog", "-p", ".", "-t", "0"], "threshold"),
         (["run", "-c", "cat", "-p", "."], "at least two classes"),
+        (["predict", "-c", "cat,dog", "-p", ".", "-t", "0.9", "--target-precision", "0.99"], "give one"),
+        (
+            ["run", "-c", "cat,dog", "-p", ".", "--set", "predict.threshold=0.9", "--target-precision", "0.99"],
+            "give one",
+        ),
+        (
+            ["predict", "-c", "cat,dog", "-p", ".", "--target-precision", "1"],
+            "predict.target_precision: must be below 1",
+        ),
+        (
+            ["predict", "-c", "cat,dog", "-p", ".", "--target-precision", "0.99", "--confidence", "1"],
+            "predict.confidence_level",
+        ),
         (["train", "-c", "cat,dog", "--set", "train.max_epochs"], "KEY=VALUE"),
     ],
 )

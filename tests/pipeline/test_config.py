@@ -56,7 +56,7 @@ def test_class_names_normalised_and_order_free():
         ({"runner.beam_runner": "spark"}, "unknown 'spark'"),
         ({"clean.near_duplicate_candidate_distance": 40}, "clean.near_duplicate_candidate_distance"),
         ({"clean.near_duplicate_min_cosine": 1.5}, "clean.near_duplicate_min_cosine"),
-        ({"clean.label_issue_folds": 1}, "clean.label_issue_folds: needs at least 2"),
+        ({"clean.label_issue_folds": 1}, "clean.label_issue_folds: must be a whole number from 2"),
         ({"clean.off_topic_p_value": 0}, "clean.off_topic_p_value"),
         ({"clean.max_label_issue_fraction": 1.2}, "clean.max_label_issue_fraction"),
     ],

@@ -125,6 +125,7 @@ def worse(trained, engine, home):
 def test_dataset_writes_tfrecords_ledger_and_a_funnel_that_adds_up(dataset):
     report, out = dataset
     assert sorted(p.name for p in out.iterdir()) == [
+        "Split-calibration",
         "Split-eval",
         "Split-train",
         "ledger.jsonl",
@@ -143,7 +144,7 @@ def test_dataset_writes_tfrecords_ledger_and_a_funnel_that_adds_up(dataset):
     kept = [r for r in ledger if r["outcome"] == "kept"]
     records = {
         split: sum(1 for f in (out / f"Split-{split}").iterdir() for _ in tf.data.TFRecordDataset(str(f), "GZIP"))
-        for split in ("train", "eval")
+        for split in ("train", "eval", "calibration")
     }
     assert sum(records.values()) == len(kept)
     assert Counter(r["split"] for r in kept) == Counter(records)
@@ -164,6 +165,11 @@ def test_train_blesses_and_pushes_a_model_that_loads(trained):
     assert pushed.parent == cfg.models_dir / cfg.model_name and pushed.name == outcome.pushed_version
     loaded = tf.saved_model.load(str(pushed))
     assert {"serving_default", "grad_cam", "grad_cam_class", "serving_tf_example"} <= set(loaded.signatures)
+    # Calibrated on the held-out split, and the certificates are in the pushed metadata.
+    block = store.list_models(cfg.models_dir)[0].metadata["calibration"]
+    assert block["images"] > 0 and block["ece_after"] <= block["ece_before"]
+    assert float(loaded.temperature.numpy()) == pytest.approx(block["temperature"])
+    assert set(block["certified_thresholds"]) == {"0.95", "0.99", "0.995"}
     for uri in (outcome.examples_uri, outcome.report_uri, outcome.model_uri):
         assert Path(uri).is_dir()
     assert not [p for p in pushed.parent.iterdir() if p.name.startswith(".tmp")]

@@ -98,6 +98,6 @@ def test_every_url_is_accounted_for_and_the_funnel_adds_up(cleaned):
         assert entry["funnel"]["found"] == sum(entry["outcomes"].values()), cls
     assert sum(outcomes.values()) == len(out["ledger"])
     kept = [r for r in out["ledger"] if r["outcome"] == "kept"]
-    rows = read_examples(out["examples"].uri, "train") + read_examples(out["examples"].uri, "eval")
+    rows = [row for split in ("train", "eval", "calibration") for row in read_examples(out["examples"].uri, split)]
     assert len(rows) == len(kept)
     assert all(Image.open(io.BytesIO(r["image/encoded"])).size == (SIZE, SIZE) for r in rows)

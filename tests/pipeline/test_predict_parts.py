@@ -1,13 +1,20 @@
 """Prediction's pure parts: truth from folders and names, the accuracy table, images."""
 
+import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from keyclass.components.errors import ConfigError
 from keyclass.pipeline.predict import summary, truth, visualize
-from keyclass.pipeline.predict.run import PredictError, check_inputs, prepare_results_dir
+from keyclass.pipeline.predict.certify import ThresholdChoice
+from keyclass.pipeline.predict.results_dir import MARKER
+from keyclass.pipeline.predict.run import PredictError, check_inputs, predict_folder, prepare_results_dir
+from tests.fixtures import images as fx
+from tests.fixtures.predictor import ScriptedPredictor
 
 CLASSES = ["cat", "dog"]
 
@@ -66,14 +73,63 @@ def test_table_arithmetic_matches_the_seed_definitions():
     assert "threshold accuracy" in text and "75.00%" in text
 
 
+def test_selective_figures_coverage_ece_and_aurc():
+    recs = [
+        _rec("cat", "cat", 0.95),
+        _rec("cat", "dog", 0.95),  # kept, wrong
+        _rec("dog", "dog", 0.65),  # abstained
+        _rec(None, "dog", 0.97),  # unlabelled, kept
+    ]
+    choice = ThresholdChoice(0.9, "threshold", 0.9, certified_lower_bound=0.93, held_out_images=400)
+    s = summary.summarize(recs, CLASSES, 0.9, choice.summary_fields())
+    assert s["kept"] == 3 and s["abstained"] == 1 and s["coverage"] == pytest.approx(3 / 4)
+    assert s["selective_accuracy"] == pytest.approx(1 / 2) == s["table"]["threshold_accuracy"]
+    # Labelled only: bin of 0.95 has accuracy 1/2 (|0.5 - 0.95|, 2 of 3), bin of 0.65 has 1 (|1 - 0.65|, 1 of 3).
+    assert s["ece"] == pytest.approx((2 * 0.45 + 0.35) / 3)
+    # Ties at 0.95 go together: risk 1/2 at coverage 2/3 (twice), then 1/3 with all three.
+    assert s["aurc"] == pytest.approx((0.5 + 0.5 + 1 / 3) / 3)
+    assert s["certified_precision_lower_bound"] == 0.93 and s["certification"]["held_out_images"] == 400
+    text = summary.format_table(s)
+    assert "abstained (below threshold) 1" in text and "coverage 75.0%" in text and "ECE (15 bins)" in text
+    assert "certified precision at 0.9: >= 93.00% at 90% confidence (400 held-out images)" in text
+
+
 def test_no_table_without_truth():
     s = summary.summarize([_rec(None, "cat", 0.99)], CLASSES, 0.9)
     assert s["truth_known"] is False and "table" not in s
+    assert s["ece"] is None and s["aurc"] is None and s["selective_accuracy"] is None and s["coverage"] == 1.0
 
 
-def test_threshold_is_inclusive():
-    s = summary.summarize([_rec("cat", "cat", 0.99, threshold=0.99)], CLASSES, 0.99)
-    assert s["table"]["threshold_images"] == 1
+def test_threshold_is_inclusive(tmp_path):
+    """Through predict_folder's own decision: exactly the threshold is kept, the float
+    just below it is not (a ``>`` in run.py fails this)."""
+    photos = tmp_path / "photos" / "cat"
+    photos.mkdir(parents=True)
+    for i in range(3):
+        (photos / f"{i}.jpg").write_bytes(fx.rgb_jpeg(i, 64, 48))
+    threshold = 0.99
+    confidences = [threshold, math.nextafter(threshold, 0.0), math.nextafter(threshold, 1.0)]
+    s = predict_folder(
+        ScriptedPredictor(CLASSES, confidences),
+        CLASSES,
+        tmp_path / "photos",
+        tmp_path / "results",
+        threshold=threshold,
+        batch_size=2,
+        segmentation_fraction=0.5,
+        image_size=32,
+        progress=False,
+    )
+    lines = [json.loads(x) for x in (tmp_path / "results" / "predictions.jsonl").read_text().splitlines()]
+    assert [(r["file"], r["confidence"], r["kept"]) for r in lines] == [
+        ("cat/0.jpg", threshold, True),
+        ("cat/1.jpg", confidences[1], False),
+        ("cat/2.jpg", confidences[2], True),
+    ]
+    assert s["table"]["threshold_images"] == 2 and s["table"]["threshold_missed"] == 1
+    assert sorted(p.name for p in (tmp_path / "results" / "cat").iterdir()) == sorted(
+        f"cat%2F{i}.jpg_{kind}.jpg" for i in (0, 2) for kind in ("original", "gradcam", "segmentation")
+    )
 
 
 def test_overlay_and_segmentation():
@@ -101,9 +157,9 @@ def test_bad_prediction_paths_and_results_refused(tmp_path):
     with pytest.raises(PredictError, match="holds no files"):
         check_inputs(tmp_path / "empty")
     res = tmp_path / "res"
-    res.mkdir()
+    prepare_results_dir(res, overwrite=False)
     (res / "summary.json").write_text("{}")
-    with pytest.raises(PredictError, match="--overwrite"):
+    with pytest.raises(ConfigError, match="--overwrite"):
         prepare_results_dir(res, overwrite=False)
     prepare_results_dir(res, overwrite=True)
-    assert list(Path(res).iterdir()) == []
+    assert [p.name for p in Path(res).iterdir()] == [MARKER]

@@ -1,11 +1,14 @@
 """The atomic push: a version appears whole (saved_model.pb last, one rename) or not at all."""
 
 import os
+import threading
+from pathlib import Path
 
 import pytest
 
 from keyclass.components.pusher import executor
 from keyclass.serving import model_layout
+from tests.pusher.helpers import make_model, tree, without_record
 
 
 def _model(tmp_path):
@@ -51,3 +54,48 @@ def test_versions_only_grow(tmp_path):
     assert model_layout.version_numbers(str(base)) == [1000]
     assert model_layout.next_version(str(base), now=1000) == 1001  # two pushes in one second
     assert model_layout.next_version(str(base), now=5000) == 5000
+
+
+def _read_version(path: Path) -> dict[str, bytes] | None:
+    """Every file of a version directory as a reader finds it now (None: it vanished)."""
+    try:
+        return tree(path)
+    except FileNotFoundError:
+        return None
+
+
+def test_a_reader_polling_during_pushes_never_sees_a_partial_version(tmp_path):
+    """A reader lists the integer directories (as TF Serving does) and reads each whole,
+    over and over, while three versions are pushed: it must never find one incomplete."""
+    model = make_model(tmp_path / "model", files=30, size=300_000)
+    want = tree(model)
+    base = tmp_path / "models"
+    base.mkdir()
+    partial: list[str] = []
+    polls_during_push = 0
+    pushing = threading.Event()
+    stop = threading.Event()
+
+    def reader() -> None:
+        nonlocal polls_during_push
+        while not stop.is_set():
+            busy = pushing.is_set()
+            for v in model_layout.version_numbers(str(base)):
+                got = _read_version(base / str(v))
+                if got is None or without_record(got) != want:
+                    partial.append(f"version {v}: {sorted(set(want) - set(got or {}))[:3]} missing or short")
+            polls_during_push += busy
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for version in (1, 2, 3):
+            pushing.set()
+            executor.push_atomically(str(model), str(base), version)
+            pushing.clear()
+    finally:
+        stop.set()
+        thread.join()
+    assert not partial, partial[:5]
+    assert model_layout.version_numbers(str(base)) == [1, 2, 3]
+    assert polls_during_push >= 5, "the reader hardly polled while pushing: nothing was observed"

@@ -13,6 +13,8 @@ from PIL import Image
 
 from tests.serving.standin_server import StandinServer
 
+TEMPERATURE = 1.7  # the served model's temperature: every answer is softmax(logits / 1.7)
+
 
 class ExportedModel(NamedTuple):
     models_dir: str  # TF Serving base: <models_dir>/<model_name>/<version>/
@@ -37,7 +39,7 @@ def exported_model(tmp_path_factory) -> ExportedModel:
     models_dir = str(tmp_path_factory.mktemp("models"))
     model_name = "cat-dog-fish-0123abcd"
     path = os.path.join(models_dir, model_name, str(version))
-    export_model(clf, path)
+    export_model(clf, path, metadata={"calibration": {"temperature": TEMPERATURE}}, temperature=TEMPERATURE)
     return ExportedModel(models_dir, model_name, version)
 
 

@@ -14,9 +14,18 @@ It serves every numbered version under ``<models_dir>/<name>/`` (like the ``all`
 version policy), resolves no version to the newest AVAILABLE one and labels through
 ``labels={"name": {"stable": 1}}``, and answers unknown models, versions, labels,
 signatures and inputs with TF Serving's status codes (NOT_FOUND / INVALID_ARGUMENT;
-404 / 400) and messages. Test hooks: ``set_state`` (e.g. report a version LOADING),
-``fail_next`` (answer UNAVAILABLE / 503 a number of times). What it does not do:
-batching, warmup replay, config reloading, Classify/Regress/MultiInference, TLS.
+404 / 400) and messages. Or it reads a ``models.config`` (:meth:`StandinServer.from_config`):
+names, base paths (``mount`` maps the container's ``/models``), version policies and
+labels, refusing a label on a version the policy does not load, as TF Serving does.
+
+Like TF Serving (``get_model_status_impl.cc``), GetModelStatus ignores a version label:
+it answers one version when the request names one, and every version otherwise, also
+for ``/v1/models/NAME/labels/L`` over REST. Predict and GetModelMetadata do resolve
+labels. ``tls=(key_pem, cert_pem)`` serves gRPC over TLS (``grpcs://``).
+
+Test hooks: ``set_state`` (e.g. report a version LOADING), ``fail_next`` (answer
+UNAVAILABLE / 503 a number of times). What it does not do: batching, warmup replay,
+config reloading, Classify/Regress/MultiInference, TLS for REST.
 """
 
 from __future__ import annotations
@@ -40,7 +49,7 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
-from keyclass.serving import model_layout, savedmodel
+from keyclass.serving import model_layout, savedmodel, serving_config
 
 _HTTP_STATUS = {
     grpc.StatusCode.NOT_FOUND: 404,
@@ -69,9 +78,13 @@ class StandinServer:
         host: str = "127.0.0.1",
         grpc_port: int = 0,
         rest_port: int = 0,
+        tls: tuple[bytes, bytes] | None = None,
     ):
         self.models_dir = models_dir
         self.labels = {m: dict(v) for m, v in (labels or {}).items()}
+        self.tls = tls
+        self._configs: dict[str, object] = {}  # model name -> ModelConfig, when read from a models.config
+        self._mount: dict[str, str] = {}  # base-path prefix -> local folder
         self.host = host
         self._grpc_port_wanted = grpc_port
         self._rest_port_wanted = rest_port
@@ -85,12 +98,46 @@ class StandinServer:
         self.grpc_port = 0
         self.rest_port = 0
 
+    @classmethod
+    def from_config(cls, config_text: str, mount: dict[str, str], **kwargs) -> StandinServer:
+        """Serve what a ``models.config`` says; ``mount`` maps its base-path prefixes to
+        local folders (``{"/models": models_dir}``). Raises ServingError as TF Serving
+        refuses a config: a label on a version its policy does not load."""
+        server = cls(models_dir="", **kwargs)
+        server._mount = dict(mount)
+        for model in serving_config.parse(config_text).model_config_list.config:
+            server._configs[model.name] = model
+            served = server._versions(model.name)
+            for version in model.version_labels.values():
+                if version not in served:
+                    raise ServingError(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"Request to assign label to version {version} of model {model.name}, "
+                        "which is not currently available for inference",
+                    )
+            server.labels[model.name] = dict(model.version_labels)
+        return server
+
+    def _base_dir(self, name: str) -> str:
+        model = self._configs.get(name)
+        if model is None:
+            return f"{self.models_dir}/{name}"
+        for prefix, local in self._mount.items():
+            if model.base_path.startswith(prefix.rstrip("/") + "/"):
+                return local.rstrip("/") + model.base_path[len(prefix.rstrip("/")) :]
+        return model.base_path
+
     # Lifecycle --------------------------------------------------------------------
     def start(self) -> StandinServer:
         self._grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_PredictionServicer(self), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(_ModelServicer(self), self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port(f"{self.host}:{self._grpc_port_wanted}")
+        address = f"{self.host}:{self._grpc_port_wanted}"
+        if self.tls:
+            credentials = grpc.ssl_server_credentials([self.tls])
+            self.grpc_port = self._grpc.add_secure_port(address, credentials)
+        else:
+            self.grpc_port = self._grpc.add_insecure_port(address)
         self._grpc.start()
         self._http = ThreadingHTTPServer((self.host, self._rest_port_wanted), _make_handler(self))
         self._http.daemon_threads = True
@@ -138,9 +185,14 @@ class StandinServer:
 
     # Version resolution, as TF Serving's ServerCore does it -------------------------
     def _versions(self, name: str) -> dict[int, str]:
-        return {
-            v: self._states.get((name, v), "AVAILABLE") for v in model_layout.version_dirs(f"{self.models_dir}/{name}")
-        }
+        """The versions loaded for ``name`` (its version policy, ``all`` by default)."""
+        on_disk = sorted(model_layout.version_dirs(self._base_dir(name)))
+        model = self._configs.get(name)
+        if model is not None:
+            on_disk = serving_config.served_versions(model, on_disk)
+        elif self._configs:
+            on_disk = []  # a config file names every model served
+        return {v: self._states.get((name, v), "AVAILABLE") for v in on_disk}
 
     def resolve(self, name: str, version: int | None = None, label: str | None = None) -> int:
         """The version a request for (name, version | label | latest) is served by."""
@@ -161,9 +213,8 @@ class StandinServer:
         return max(available)
 
     def status(self, name: str, version: int | None = None, label: str | None = None) -> list[tuple[int, str]]:
-        """``[(version, state)]`` as GetModelStatus reports it."""
-        if label:
-            version = self.resolve(name, label=label)
+        """``[(version, state)]`` as GetModelStatus reports it: ``label`` is ignored, as
+        TF Serving ignores it (only a version narrows the answer)."""
         versions = self._versions(name)
         if version:
             if version not in versions:
@@ -177,7 +228,7 @@ class StandinServer:
         with self._lock:
             key = (name, version)
             if key not in self._loaded:
-                self._loaded[key] = tf.saved_model.load(f"{self.models_dir}/{name}/{version}")
+                self._loaded[key] = tf.saved_model.load(f"{self._base_dir(name)}/{version}")
             return self._loaded[key]
 
     def signature_map(self, name: str, version: int) -> get_model_metadata_pb2.SignatureDefMap:

@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from keyclass.components.calibration import softmax
 from keyclass.serving.grpc_client import GrpcPredictor
 from keyclass.serving.local import LocalPredictor
 from keyclass.serving.predictor import make_predictor
@@ -21,6 +22,7 @@ from keyclass.serving.types import (
     ServerUnavailableError,
     SignatureError,
 )
+from tests.serving.conftest import TEMPERATURE
 from tests.serving.standin_server import StandinServer
 
 SIGNATURES = ["serving_default", "grad_cam", "grad_cam_class", "serving_tf_example"]
@@ -78,6 +80,10 @@ def test_remote_answers_match_local(remote, local, images, signature):
     want, got = local.predict(images, signature, idx), remote.predict(images, signature, idx)
     np.testing.assert_allclose(got.probabilities, want.probabilities, atol=1e-5)
     np.testing.assert_allclose(got.confidence, want.confidence, atol=1e-5)
+    np.testing.assert_allclose(got.raw_confidence, want.raw_confidence, atol=1e-5)
+    # Served calibrated: softmax(logits / T), logits recovered from the raw softmax.
+    logits = np.log(got.raw_probabilities.astype(np.float64))
+    np.testing.assert_allclose(got.probabilities, softmax(logits, TEMPERATURE), atol=1e-5)
     assert got.class_name == want.class_name and got.class_id.tolist() == want.class_id.tolist()
     if want.heatmap is None:
         assert got.heatmap is None
@@ -216,7 +222,7 @@ def test_factory_picks_the_transport(standin, served_models, exported_model):
     assert isinstance(make_predictor("https://serving.example:8501/", "m"), RestPredictor)
     local = make_predictor("", saved_model_dir=exported_model.path)
     assert isinstance(local, LocalPredictor) and local.model_name == exported_model.model_name
-    with pytest.raises(ValueError, match="grpc://HOST:PORT"):
+    with pytest.raises(ValueError, match=r"grpc\(s\)://HOST:PORT"):
         make_predictor("tcp://x:1", "m")
     with pytest.raises(ValueError, match="saved_model_dir"):
         make_predictor("", "m")
@@ -224,3 +230,35 @@ def test_factory_picks_the_transport(standin, served_models, exported_model):
         make_predictor("", "m", label="stable", saved_model_dir=exported_model.path)
     with pytest.raises(ValueError, match="not both"):
         make_predictor(standin.rest_url, "m", version=1, label="stable")
+
+
+def test_rest_row_and_columnar_formats_agree(standin, served_models, images):
+    """The two REST bodies serving/README.md shows give the same answers."""
+    import base64
+    import json as json_lib
+    import urllib.request
+
+    url = f"{standin.rest_url}/v1/models/{served_models.model_name}:predict"
+
+    def post(body: dict) -> dict:
+        req = urllib.request.Request(url, json_lib.dumps(body).encode(), {"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json_lib.loads(resp.read())
+
+    b64 = [{"b64": base64.b64encode(im).decode("ascii")} for im in images]
+    columns = post({"signature_name": "grad_cam", "inputs": {"images": b64}})["outputs"]
+    rows = post({"signature_name": "grad_cam", "instances": b64})["predictions"]
+    assert len(rows) == len(images)
+    assert [r["class_name"] for r in rows] == columns["class_name"]
+    np.testing.assert_allclose([r["probabilities"] for r in rows], columns["probabilities"], atol=1e-6)
+    idx = list(_class_index(len(images)))
+    named = post(
+        {
+            "signature_name": "grad_cam_class",
+            "instances": [{"images": b, "class_index": i} for b, i in zip(b64, idx, strict=True)],
+        }
+    )
+    heat = post({"signature_name": "grad_cam_class", "inputs": {"images": b64, "class_index": idx}})["outputs"][
+        "heatmap"
+    ]
+    np.testing.assert_allclose([r["heatmap"] for r in named["predictions"]], heat, atol=1e-6)

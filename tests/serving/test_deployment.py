@@ -13,6 +13,8 @@ import yaml
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
+from keyclass.components.classes import ClassList
+from keyclass.pipeline.demo_images import DEMO_CLASSES
 from tests.serving.tfs_protos import BatchingParameters, MonitoringConfig
 
 SERVING = Path(__file__).resolve().parents[2] / "serving"
@@ -41,16 +43,16 @@ def _compose_service() -> dict:
     return yaml.safe_load((SERVING / "docker-compose.yml").read_text())["services"]["tensorflow-serving"]
 
 
-def test_models_config_has_policy_labels_and_mounted_base_path():
+def test_models_config_serves_the_demo_model_from_the_mounted_base_path():
     cfg = _models_config()
     (model,) = cfg.model_config_list.config
     assert model.model_platform == "tensorflow"
+    assert model.name == ClassList(DEMO_CLASSES).model_name  # what `keyclass demo` pushes
     assert model.base_path == f"/models/{model.name}"
-    versions = list(model.model_version_policy.specific.versions)
-    assert len(versions) == 2
-    assert set(model.version_labels) == {"stable", "canary"}
-    # TF Serving refuses a label for a version it has not loaded: labels must be in the policy.
-    assert set(model.version_labels.values()) <= set(versions)
+    # No version numbers written by hand: the newest push is served, and no label can
+    # name a version that does not exist (keyclass serving-config writes labels).
+    assert model.model_version_policy.WhichOneof("policy_choice") == "latest"
+    assert not model.version_labels
 
 
 def test_batching_parameters_are_tuned_for_cpu():

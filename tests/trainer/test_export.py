@@ -99,6 +99,37 @@ def test_decodes_gif_bmp_and_grayscale(tiny_export):
     assert out["probabilities"].shape == (4, 3)
 
 
+def test_served_probabilities_are_softmax_of_logits_over_the_temperature(tmp_path):
+    """Every image signature serves softmax(logits / T) with T inside the SavedModel,
+    and softmax(logits) as the raw output; the class is the same either way."""
+    from keyclass.components.calibration import softmax
+    from keyclass.components.trainer.export import decode_images
+
+    clf = build_classifier("tiny", 64, CLASSES, weights="none", seed=3)
+    dense = clf.head.get_layer("logits")
+    k, b = dense.get_weights()
+    dense.set_weights([k * 20, b])  # spread the logits so T visibly matters
+    path = str(tmp_path / "1")
+    export_model(clf, path, temperature=2.5)
+    loaded = tf.saved_model.load(path)
+    assert float(loaded.temperature.numpy()) == pytest.approx(2.5)
+    imgs = _images(5, seed=11)
+    logits = clf.model(decode_images(imgs, 64), training=False).numpy()
+    want, raw = softmax(logits, 2.5), softmax(logits)
+    assert np.abs(want - raw).max() > 0.05  # the test can tell T = 1 from T = 2.5
+    for name, kwargs in (
+        ("serving_default", {}),
+        ("grad_cam", {}),
+        ("grad_cam_class", {"class_index": tf.constant([0, 1, 2, 0, 1])}),
+    ):
+        out = loaded.signatures[name](images=imgs, **kwargs)
+        np.testing.assert_allclose(out["probabilities"].numpy(), want, atol=2e-5, err_msg=name)
+        np.testing.assert_allclose(out["confidence"].numpy(), want.max(axis=1), atol=2e-5, err_msg=name)
+        np.testing.assert_allclose(out["raw_probabilities"].numpy(), raw, atol=2e-5, err_msg=name)
+        np.testing.assert_allclose(out["raw_confidence"].numpy(), raw.max(axis=1), atol=2e-5, err_msg=name)
+        np.testing.assert_array_equal(out["class_id"].numpy(), logits.argmax(axis=1))
+
+
 def test_heatmap_stays_finite_when_saturated_or_all_zero():
     feats = tf.zeros((2, 3, 3, 4))
     grads = tf.ones((2, 3, 3, 4))

@@ -22,7 +22,7 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("examples"))
-    boxes = scenes.write_examples(root, {"train": 160, "eval": 40}, SIZE, seed=3)
+    boxes = scenes.write_examples(root, {"train": 160, "eval": 40, "calibration": 40}, SIZE, seed=3)
     return root, boxes
 
 
@@ -114,6 +114,24 @@ def test_run_fn_trains_both_phases_and_exports(records, tmp_path):
     assert (tmp_path / "run" / "history.png").stat().st_size > 1000
     assert any(p.name.startswith("events.out") for p in (tmp_path / "run").rglob("*"))
     assert (tmp_path / "serving" / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    # Calibration: T fitted on eval, measured and certified on the calibration split,
+    # inside the model and in its metadata (the shared contract's keys).
+    block = meta["calibration"]
+    assert {"temperature", "ece_before", "ece_after", "bins", "images", "confidence", "certified_thresholds"} <= set(
+        block
+    )
+    # A quarter of the 40 calibration images fits T, the other 30 measure and certify.
+    assert block["bins"] == 15 and block["images"] == 30 and block["temperature_images"] == 10
+    assert block["confidence"] == 0.9
+    assert set(block["certified_thresholds"]) == {"0.95", "0.99", "0.995"}
+    assert np.isclose(float(loaded.temperature.numpy()), block["temperature"], rtol=1e-6)
+    assert len(block["scores"]["calibration"]["confidence"]) == 30 and len(block["scores"]["pilot"]["correct"]) == 50
+    report = json.loads((tmp_path / "run" / "calibration.json").read_text())
+    assert report["fitted_on"] == {"split": "calibration (temperature part)", "images": 10}
+    assert report["measured_on"] == {"split": "calibration (the rest)", "images": 30}
+    assert report["ece_before"] == block["ece_before"] and report["ece_after"] == block["ece_after"]
+    for png in ("reliability.png", "risk_coverage.png"):
+        assert (tmp_path / "run" / png).stat().st_size > 1000, png
 
 
 def test_gradcam_peak_falls_on_the_object(tmp_path):
@@ -150,3 +168,43 @@ def test_gradcam_peak_falls_on_the_object(tmp_path):
         if x0 - cell <= cx <= x1 + cell and y0 - cell <= cy <= y1 + cell:
             hits += 1
     assert hits / len(test_boxes) >= 0.7, f"peak on object in {hits}/{len(test_boxes)} images"
+
+
+def test_training_runs_whole_epochs_without_running_out_of_data(records, recwarn):
+    """Keras warns "Your input ran out of data" when it runs an epoch into the end of a
+    dataset of unknown length; the datasets say their length, so each epoch is whole."""
+    root, boxes = records
+    train_ds = data.make_dataset(_files(root, "train"), SIZE, 16, training=True, seed=1)
+    eval_ds = data.make_dataset(_files(root, "eval"), SIZE, 16, training=False)
+    assert int(train_ds.cardinality()) == len(boxes["train"]) // 16  # 160 / 16
+    assert int(eval_ds.cardinality()) == -(-len(boxes["eval"]) // 16)
+    clf = build_classifier("tiny", SIZE, scenes.CLASSES, weights="none", seed=1)
+    for cache_features in (False, True):
+        train.train_transfer(clf, train_ds, eval_ds, max_epochs=2, patience=2, verbose=0, cache_features=cache_features)
+    ran_out = [w for w in recwarn if "ran out of data" in str(w.message)]
+    assert not ran_out, ran_out[0].message
+
+
+def test_the_train_stage_ends_as_one_line(records, tmp_path, capsys):
+    from keyclass.components import progress
+
+    root, _ = records
+    saved = (progress.bars_setting(), progress.level())
+    progress.configure(bars=False, level=progress.NORMAL)
+    try:
+        tc = TrainConfig(backbone="tiny", weights="none", batch_size=16, max_epochs=2, fine_tune_epochs=1)
+        run_fn(
+            FnArgs(
+                train_files=_files(root, "train"),
+                eval_files=_files(root, "eval"),
+                serving_model_dir=str(tmp_path / "serving"),
+                model_run_dir=str(tmp_path / "run"),
+                custom_config=trainer_custom_config(scenes.CLASSES, SIZE, tc),
+            )
+        )
+    finally:
+        progress.configure(bars=saved[0], level=saved[1])
+    out, err = capsys.readouterr()
+    assert "Epoch 1/2" not in out + err  # Keras' own lines only with -v
+    (line,) = [line for line in err.splitlines() if line.startswith("train:")]
+    assert line.startswith("train: 3 epochs (frozen 2, fine-tuned 1; kept ") and "val_loss 0." in line

@@ -126,3 +126,22 @@ def test_imbalance_is_refused(tmp_path):
     verdict = rules.judge({}, {"train": skewed}, CLASSES, balance_tolerance=0.2, min_images_per_class=1)
     assert not verdict.ok
     assert any("'circle' holds 75.0%" in p for p in verdict.problems), json.dumps(verdict.problems)
+
+
+def test_small_splits_leave_tfdv_nothing_to_warn_about(tmp_path, capfd):
+    small = _stats(_write(str(tmp_path / "small.tfrecord"), _examples({0: 5, 1: 5})))
+    big = _stats(_write(str(tmp_path / "big.tfrecord"), _examples({0: 60, 1: 60})))
+    assert not rules.has_image_stats(small) and rules.has_image_stats(big)
+    checked = rules.curate_schema(tfdv.infer_schema(big), CLASSES)
+    unchecked = rules.curate_schema(tfdv.infer_schema(big), CLASSES, image_stats=False)
+    image = next(f for f in unchecked.feature if f.name == layout.F_IMAGE)
+    assert image.HasField("image_domain") and not image.image_domain.HasField("minimum_supported_image_fraction")
+    capfd.readouterr()
+    tfdv.validate_statistics(small, checked)
+    # TFDV's C++ logs a warning (absl, straight to fd 2) for a fraction it cannot check.
+    assert "image_domain" in capfd.readouterr().err
+    # Without the fraction: nothing to warn about on a small split, and a split that has
+    # image statistics (train beside a small eval) is no anomaly either.
+    for stats in (small, big):
+        assert dict(tfdv.validate_statistics(stats, unchecked).anomaly_info) == {}
+    assert "image_domain" not in capfd.readouterr().err
