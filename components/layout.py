@@ -48,3 +48,7 @@ HISTORY_JSON = "history.json"  # both phases' curves, the kept phase
 CALIBRATION_JSON = "calibration.json"  # temperature, ECE, reliability bins, certificates
 RELIABILITY_PNG = "reliability.png"  # before and after temperature scaling
 RISK_COVERAGE_PNG = "risk_coverage.png"  # with the certified thresholds
+
+# Inside the Examples artifact, beside the splits: the cleaner's embeddings of the kept
+# images (components/embeddings.py), which the Trainer's phase 1 reuses.
+EMBEDDINGS_DIR = "embeddings"

@@ -46,8 +46,38 @@ def check_sources(cfg: KeyclassConfig) -> None:
                 raise ConfigError(f"source {s}: {p} is not a readable file")
 
 
+def format_curation(curation: dict) -> str:
+    """What curated the dataset, in a line or two; a loud warning when nothing did."""
+    if not curation:
+        return ""
+    near = curation.get("near_duplicate") or {}
+    labels = curation.get("label_issues") or {}
+    if curation.get("mode") != "embedding":
+        return (
+            f"WARNING: NO CURATION ({curation.get('reason') or 'no pretrained backbone'}): near duplicates by pHash "
+            f"only (within {near.get('max_distance')} bits), off-topic and mislabelled images NOT pruned"
+        )
+    pruned = sum((labels.get("per_class") or {}).values())
+    capped = labels.get("cap_hit") or []
+    lines = [
+        f"curation: {curation.get('backbone')} embeddings of {curation.get('images_embedded', 0)} images; "
+        f"near copies = pHash within {near.get('close_distance')} bits and cosine >= {near.get('min_cosine')}, "
+        f"or within {near.get('candidate_distance')} bits and cosine >= {near.get('far_min_cosine')} "
+        f"({near.get('confirmed_pairs', 0)} of {near.get('candidate_pairs', 0)} candidate pairs); "
+        f"label issues pruned: {pruned}"
+    ]
+    if labels.get("skipped"):
+        lines.append(f"label issues not searched: {labels['skipped']}")
+    if capped:
+        lines.append(
+            f"WARNING: the label-issue cap ({labels.get('cap')} of a class) bit in: {', '.join(capped)}; "
+            "more images were flagged there than were pruned"
+        )
+    return "\n".join(lines)
+
+
 def format_funnel(report: dict) -> str:
-    """The cleaner's per-class funnel as a table."""
+    """The cleaner's per-class funnel as a table, with what curated it."""
     classes = report.get("classes") or {}
     if not classes:
         return json.dumps(report, indent=2)
@@ -56,6 +86,9 @@ def format_funnel(report: dict) -> str:
     lines = [f"{'class':<20}" + "".join(f"{s:>{width}}" for s in stages)]
     for name, entry in classes.items():
         lines.append(f"{name[:19]:<20}" + "".join(f"{entry['funnel'].get(s, 0):>{width}}" for s in stages))
+    curation = format_curation(report.get("curation") or {})
+    if curation:
+        lines.append(curation)
     return "\n".join(lines)
 
 

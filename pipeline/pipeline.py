@@ -112,7 +112,9 @@ def create_pipeline(
     crawler = ImageCrawler.from_config(config.crawl, snapshot=crawl_snapshot)
     cleaner = ImageCleaner.from_settings(
         raw_images=crawler.outputs["raw_images"],
-        settings=CleanerSettings.create(classes, config.image_size, config.clean),
+        settings=CleanerSettings.create(
+            classes, config.image_size, config.clean, backbone=config.train.backbone, weights=config.train.weights
+        ),
     )
     statistics_gen = tfx.components.StatisticsGen(
         examples=cleaner.outputs["examples"],

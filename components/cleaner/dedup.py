@@ -15,7 +15,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -115,21 +115,31 @@ def brute_force_pairs(hashes: Sequence[int], max_distance: int) -> list[tuple[in
     return [(i, j) for i in range(n) for j in range(i + 1, n) if hamming(hashes[i], hashes[j]) <= max_distance]
 
 
-def greedy_representatives(hashes: Sequence[int], max_distance: int) -> list[int]:
-    """Walk ``hashes`` in the given order (largest image first); each either starts a new
-    group or joins the nearest earlier representative within ``max_distance`` (ties: the
-    earliest).
+def assign_groups(n: int, links: Mapping[tuple[int, int], float]) -> list[int]:
+    """Walk positions ``0..n-1`` in order (largest image first); each either starts a new
+    group or joins the closest earlier representative it is linked to (``links[(i, j)]``,
+    ``i < j``, a distance: smaller is closer; ties: the earliest).
 
     Returns, per position, the position of its representative (itself for representatives).
-    Representatives are pairwise farther apart than ``max_distance``, so there is no
+    A position joins only a representative it is linked to directly, so there is no
     chaining: an image never joins a group through a chain of small steps.
     """
-    hashes = list(hashes)
     earlier: dict[int, list[int]] = defaultdict(list)
-    for i, j in near_pairs(hashes, max_distance):
+    for i, j in links:
+        if not 0 <= i < j < n:
+            raise ValueError(f"link {(i, j)} is not an ordered pair of positions below {n}")
         earlier[j].append(i)
     out: list[int] = []
-    for pos, h in enumerate(hashes):
+    for pos in range(n):
         reps = [i for i in earlier.get(pos, ()) if out[i] == i]
-        out.append(min(reps, key=lambda i: (hamming(hashes[i], h), i)) if reps else pos)
+        out.append(min(reps, key=lambda i: (links[(i, pos)], i)) if reps else pos)
     return out
+
+
+def greedy_representatives(hashes: Sequence[int], max_distance: int) -> list[int]:
+    """:func:`assign_groups` over every pair of ``hashes`` within ``max_distance`` bits,
+    closeness by Hamming distance: the pHash-only rule. Representatives are pairwise
+    farther apart than ``max_distance``."""
+    hashes = list(hashes)
+    links = {(i, j): float(hamming(hashes[i], hashes[j])) for i, j in near_pairs(hashes, max_distance)}
+    return assign_groups(len(hashes), links)

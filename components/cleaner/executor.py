@@ -1,15 +1,17 @@
-"""ImageCleaner executor: read the manifest, run the cleaning pipeline, mark the outputs.
+"""ImageCleaner executor: read the manifest, run the cleaning, mark the outputs.
 
-``Do()`` unpacks and validates; the work lives in :mod:`components.cleaner.stages`
-(Beam) and :mod:`components.cleaner.funnel` (pure decisions). The Beam pipeline comes
-from ``self._make_beam_pipeline()``, so the pipeline's ``beam_pipeline_args`` (DirectRunner
-in multi-processing mode locally, Dataflow or Flink at scale) reach it.
+``Do()`` unpacks and validates; the work lives in :func:`components.cleaner.cleaning.clean`
+(Beam stages in :mod:`stages`, the curation step in :mod:`curation`, pure decisions in
+:mod:`funnel`). The Beam pipelines come from ``self._make_beam_pipeline()``, so the
+pipeline's ``beam_pipeline_args`` (DirectRunner in multi-processing mode locally,
+Dataflow or Flink at scale) reach them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import Any
 
 from absl import logging
@@ -19,7 +21,7 @@ from tfx.dsl.io import fileio
 from tfx.types import artifact_utils
 
 from keyclass.components import layout
-from keyclass.components.cleaner import funnel, progress, spec, stages
+from keyclass.components.cleaner import cleaning, funnel, progress, spec, stages
 from keyclass.components.cleaner.running import direct_running_args, runs_locally
 
 
@@ -47,13 +49,20 @@ def read_manifest(raw_uri: str) -> list[funnel.Record]:
     return records
 
 
-def closing_line(totals: dict[str, Any], files: int) -> str:
-    """The cleaner's one line: what the found images became."""
+def closing_line(totals: dict[str, Any], files: int, curation: dict[str, Any] | None = None) -> str:
+    """The cleaner's one line: what the found images became, and what curated them (or,
+    loudly, that nothing did)."""
     outcomes = totals["outcomes"]
     rest = ", ".join(f"{n} {o}" for o, n in outcomes.items() if o != funnel.KEPT and n)
-    return f"clean: {totals['found']} found ({files} files): {outcomes.get(funnel.KEPT, 0)} kept" + (
+    line = f"clean: {totals['found']} found ({files} files): {outcomes.get(funnel.KEPT, 0)} kept" + (
         f" ({rest})" if rest else ""
     )
+    if not curation:
+        return line
+    if curation.get("mode") != "embedding":
+        return f"{line}; NO CURATION: {curation.get('reason')}"
+    pruned = sum((curation.get("label_issues") or {}).get("per_class", {}).values())
+    return f"{line}; curated with {curation.get('backbone')}: {pruned} label issues pruned"
 
 
 class Executor(base_beam_executor.BaseBeamExecutor):
@@ -76,18 +85,32 @@ class Executor(base_beam_executor.BaseBeamExecutor):
         for split in stages.SPLITS:
             fileio.makedirs(stages.split_dir(examples.uri, split))
         fileio.makedirs(report.uri)
+        staging = self._staging_dir()
         files = sum(len(batch) for batch in stages.file_batches(records, settings.classes))
         beam_args = list(self._beam_pipeline_args or [])
         self._beam_pipeline_args = direct_running_args(beam_args, files, settings.direct_threads_up_to)
         logging.info("ImageCleaner: %d files; Beam arguments %s", files, self._beam_pipeline_args)
-        with progress.ProgressBar(files, enabled=runs_locally(beam_args)) as bar:
-            with self._make_beam_pipeline() as p:
-                stages.build_pipeline(p, records, raw.uri, settings, examples.uri, report.uri, bar.dir)
-            with fileio.open(os.path.join(report.uri, layout.REPORT), "r") as f:
-                totals = json.load(f)["totals"]
-            bar.finish(closing_line(totals, files))
+        try:
+            with progress.ProgressBar(files, enabled=runs_locally(beam_args)) as bar:
+                rep = cleaning.clean(
+                    records, raw.uri, settings, examples.uri, report.uri, staging, self._make_beam_pipeline, bar.dir
+                )
+                bar.finish(closing_line(rep["totals"], files, rep.get("curation")))
+        finally:
+            if fileio.exists(staging):
+                fileio.rmtree(staging)
 
         examples.split_names = artifact_utils.encode_split_names(list(stages.SPLITS))
+        totals, curated = rep["totals"], rep.get("curation", {})
         for outcome, n in totals["outcomes"].items():
             report.set_int_custom_property(f"num_{outcome}", int(n))
-        logging.info("ImageCleaner: %s", totals["outcomes"])
+        report.set_string_custom_property("curation_mode", str(curated.get("mode", "")))
+        logging.info("ImageCleaner: %s; curation %s %s", totals["outcomes"], curated.get("mode"), curated.get("reason"))
+
+    def _staging_dir(self) -> str:
+        """Where the decode stage leaves its files for the write stage: the execution's
+        temporary directory (under the pipeline root, so remote workers reach it), or a
+        local one when ``Do()`` is called without a TFX context."""
+        if self._context is None:
+            return tempfile.mkdtemp(prefix="keyclass-clean-")
+        return os.path.join(self._get_tmp_dir(), "staging")

@@ -1,11 +1,12 @@
 """The ImageCleaner's ComponentSpec, its keys, and the config <-> exec properties mapping.
 
 Execution parameters are the ``CleanConfig`` fields the cleaner uses plus the top-level
-``image_size`` and the class list: scalars under the field's own name, ``balance`` as 0/1
-and the classes JSON-encoded (plain types compile to Kubeflow and read well in ML
-Metadata), and the keyclass version (not a setting: it makes TFX's cache key change
-with an upgrade). ``CleanerSettings`` lives in :mod:`settings` (no TFX import) so Beam workers
-can load it cheaply; it is re-exported here.
+``image_size``, the trainer's backbone and weights (curation embeds with them) and the
+class list: scalars under the field's own name, booleans as 0/1 and the classes
+JSON-encoded (plain types compile to Kubeflow and read well in ML Metadata), and the
+keyclass version (not a setting: it makes TFX's cache key change with an upgrade).
+``CleanerSettings`` lives in :mod:`settings` (no TFX import) so Beam workers can load it
+cheaply; it is re-exported here.
 """
 
 from __future__ import annotations
@@ -38,21 +39,47 @@ CALIBRATION_FRACTION_KEY = "calibration_fraction"
 JPEG_QUALITY_KEY = "jpeg_quality"
 MAX_IMAGE_PIXELS_KEY = "max_image_pixels"
 DIRECT_THREADS_UP_TO_KEY = "direct_threads_up_to"
+BACKBONE_KEY = "backbone"
+WEIGHTS_KEY = "weights"
+CURATE_KEY = "curate"
+NEAR_DUPLICATE_CANDIDATE_DISTANCE_KEY = "near_duplicate_candidate_distance"
+NEAR_DUPLICATE_CLOSE_DISTANCE_KEY = "near_duplicate_close_distance"
+NEAR_DUPLICATE_MIN_COSINE_KEY = "near_duplicate_min_cosine"
+NEAR_DUPLICATE_FAR_MIN_COSINE_KEY = "near_duplicate_far_min_cosine"
+LABEL_ISSUE_FOLDS_KEY = "label_issue_folds"
+OFF_TOPIC_P_VALUE_KEY = "off_topic_p_value"
+MAX_LABEL_ISSUE_FRACTION_KEY = "max_label_issue_fraction"
+EMBEDDING_BATCH_SIZE_KEY = "embedding_batch_size"
 # Not a setting: part of TFX's cache key, so an upgraded cleaner cleans again.
 KEYCLASS_VERSION_KEY = VERSION_KEY
 
-PARAMETER_TYPES: dict[str, type] = {
-    CLASSES_KEY: str,
+# Every parameter but the class list and the version is the CleanerSettings field of the same name.
+_SCALARS: dict[str, type] = {
     IMAGE_SIZE_KEY: int,
+    BACKBONE_KEY: str,
+    WEIGHTS_KEY: str,
     MIN_WIDTH_KEY: int,
     MIN_HEIGHT_KEY: int,
     NEAR_DUPLICATE_DISTANCE_KEY: int,
-    BALANCE_KEY: int,
+    BALANCE_KEY: bool,
     EVAL_FRACTION_KEY: float,
     CALIBRATION_FRACTION_KEY: float,
     JPEG_QUALITY_KEY: int,
     MAX_IMAGE_PIXELS_KEY: int,
     DIRECT_THREADS_UP_TO_KEY: int,
+    CURATE_KEY: bool,
+    NEAR_DUPLICATE_CANDIDATE_DISTANCE_KEY: int,
+    NEAR_DUPLICATE_CLOSE_DISTANCE_KEY: int,
+    NEAR_DUPLICATE_MIN_COSINE_KEY: float,
+    NEAR_DUPLICATE_FAR_MIN_COSINE_KEY: float,
+    LABEL_ISSUE_FOLDS_KEY: int,
+    OFF_TOPIC_P_VALUE_KEY: float,
+    MAX_LABEL_ISSUE_FRACTION_KEY: float,
+    EMBEDDING_BATCH_SIZE_KEY: int,
+}
+PARAMETER_TYPES: dict[str, type] = {
+    CLASSES_KEY: str,
+    **{key: int if tp is bool else tp for key, tp in _SCALARS.items()},
     KEYCLASS_VERSION_KEY: str,
 }
 
@@ -69,20 +96,12 @@ class ImageCleanerSpec(ComponentSpec):
 
 
 def exec_properties(settings: CleanerSettings) -> dict[str, Any]:
-    return {
-        CLASSES_KEY: json.dumps(list(settings.classes)),
-        IMAGE_SIZE_KEY: settings.image_size,
-        MIN_WIDTH_KEY: settings.min_width,
-        MIN_HEIGHT_KEY: settings.min_height,
-        NEAR_DUPLICATE_DISTANCE_KEY: settings.near_duplicate_distance,
-        BALANCE_KEY: int(settings.balance),
-        EVAL_FRACTION_KEY: float(settings.eval_fraction),
-        CALIBRATION_FRACTION_KEY: float(settings.calibration_fraction),
-        JPEG_QUALITY_KEY: settings.jpeg_quality,
-        MAX_IMAGE_PIXELS_KEY: settings.max_image_pixels,
-        DIRECT_THREADS_UP_TO_KEY: settings.direct_threads_up_to,
-        KEYCLASS_VERSION_KEY: keyclass_version(),
-    }
+    out: dict[str, Any] = {CLASSES_KEY: json.dumps(list(settings.classes))}
+    for key, tp in _SCALARS.items():
+        value = getattr(settings, key)
+        out[key] = int(value) if tp is bool else tp(value)
+    out[KEYCLASS_VERSION_KEY] = keyclass_version()
+    return out
 
 
 def settings_from_exec_properties(props: dict[str, Any]) -> CleanerSettings:
@@ -94,19 +113,13 @@ def settings_from_exec_properties(props: dict[str, Any]) -> CleanerSettings:
         classes = json.loads(props[CLASSES_KEY])
     except (TypeError, ValueError):
         raise ConfigError(f"ImageCleaner: {CLASSES_KEY} is not JSON: {props[CLASSES_KEY]!r}") from None
-    return CleanerSettings(
-        classes=tuple(classes),
-        image_size=int(props[IMAGE_SIZE_KEY]),
-        min_width=int(props[MIN_WIDTH_KEY]),
-        min_height=int(props[MIN_HEIGHT_KEY]),
-        near_duplicate_distance=int(props[NEAR_DUPLICATE_DISTANCE_KEY]),
-        balance=bool(props[BALANCE_KEY]),
-        eval_fraction=float(props[EVAL_FRACTION_KEY]),
-        calibration_fraction=float(props[CALIBRATION_FRACTION_KEY]),
-        jpeg_quality=int(props[JPEG_QUALITY_KEY]),
-        max_image_pixels=int(props[MAX_IMAGE_PIXELS_KEY]),
-        direct_threads_up_to=int(props[DIRECT_THREADS_UP_TO_KEY]),
-    )
+    values: dict[str, Any] = {}
+    for key, tp in _SCALARS.items():
+        try:
+            values[key] = bool(int(props[key])) if tp is bool else tp(props[key])
+        except (TypeError, ValueError):
+            raise ConfigError(f"ImageCleaner: {key}: expected {tp.__name__}, got {props[key]!r}") from None
+    return CleanerSettings(classes=tuple(classes), **values)
 
 
 __all__ = [

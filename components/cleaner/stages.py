@@ -1,23 +1,26 @@
-"""The cleaner's Beam stages: per-image work in a DoFn, global decisions as one pure step.
+"""The cleaner's Beam stages: per-image work in DoFns; the global decisions in between.
 
-    manifest records ─┬─ batch indices (files in the DoFn) ─ Reshuffle ─ DecodeImages ─┬─ [ImageMeta] ─ ToList ─┐
-                      │                                                                 └─ [(sha256, JPEG)] ──┐  │
-                      └────────────────────────── AsList ──────────────────── Decide (funnel.decide) ◄────┘──┘
-                                                                               ├─ ledger.jsonl, report.json
-                                                          kept (side input) ───┴─ tf.Examples ─ Split-{train,eval,calibration}/
+Two Beam pipelines, with the curation step between them in the executor process (it runs
+the backbone, and Beam workers never import TensorFlow):
+
+    decode:   batch indices (files in the DoFn) ─ Reshuffle ─ DecodeImages ─┬─ metas-*.jsonl (ImageMeta, no pixels)
+                                                                        └─ jpegs-*.tfrecord (sha256 + model JPEG)
+    (executor: funnel + curation decide every record: ledger.jsonl, report.json, kept.jsonl, embeddings)
+    write:    jpegs ─┬─ CoGroupByKey by sha256 ─ tf.Examples (batched) ─ Split-{train,eval,calibration}/
+              kept ──┘
 
 Each file is decoded once, whatever number of URLs gave it; files travel in batches of
-``FILES_PER_BATCH``, so Beam's per-element cost is paid once per batch. Only the small
-``ImageMeta`` records (no pixels) meet in one place; the encoded model-size JPEGs flow
-straight from the decode step to the TFRecord writers.
-Files are read through Beam's FileSystems, so the same code reads local disk, GCS or S3.
+``FILES_PER_BATCH``, so Beam's per-element cost is paid once per batch. The staging files
+live in the executor's temporary directory (local disk, GCS or S3 alike: every file goes
+through Beam's FileSystems) and are removed after the run.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import apache_beam as beam
@@ -35,6 +38,12 @@ ENCODED_TAG = "encoded"
 TFRECORD_PREFIX = "data_tfrecord"  # as TFX's ExampleGen names its files
 TFRECORD_SUFFIX = ".gz"
 SPLITS = funnel.SPLIT_STAGES  # train, eval, calibration
+
+# Staging files (in a temporary directory) between the decode and the write pipelines.
+STAGED_METAS = "metas"  # metas-*.jsonl: one ImageMeta per decoded or failed file
+STAGED_JPEGS = "jpegs"  # jpegs-*.tfrecord: sha256 (64 hex digits) + model JPEG bytes
+STAGED_KEPT = "kept.jsonl"  # one KeptRow per kept picture
+SHA_LEN = 64
 
 
 def process_image(
@@ -147,34 +156,6 @@ def decode_files(
     )
 
 
-def decide_all(
-    metas: Sequence[funnel.ImageMeta], records: Sequence[funnel.Record], settings: CleanerSettings
-) -> dict[str, Any]:
-    """The global step: decisions, report, and what each kept file becomes."""
-    records = sorted(records, key=lambda r: r.index)
-    by_sha = {m.sha256: m for m in metas}
-    decisions = funnel.decide(
-        records,
-        by_sha,
-        classes=settings.classes,
-        min_width=settings.min_width,
-        min_height=settings.min_height,
-        near_duplicate_distance=settings.near_duplicate_distance,
-        balance=settings.balance,
-        eval_fraction=settings.eval_fraction,
-        calibration_fraction=settings.calibration_fraction,
-    )
-    kept = {}
-    for r, d in zip(records, decisions, strict=True):
-        if d.outcome == funnel.KEPT:
-            kept[r.sha256] = {"record": r, "decision": d, "meta": by_sha[r.sha256]}
-    return {
-        "ledger": funnel.ledger_lines(records, decisions),
-        "report": funnel.build_report(records, decisions, settings.classes, settings.to_dict()),
-        "kept": kept,
-    }
-
-
 # The tf.Example features of one kept image (keys: components.layout), as Arrow types.
 _EXAMPLE_TYPES = {
     layout.F_IMAGE: pa.binary(),
@@ -218,60 +199,151 @@ def make_examples(rows: Sequence[tuple[bytes, funnel.Record, funnel.ImageMeta, i
     return example_coder.RecordBatchToExamples(batch)
 
 
-def _decide_batches(
-    meta_batches: Sequence[Sequence[funnel.ImageMeta]], records: Sequence[funnel.Record], settings: CleanerSettings
-) -> dict[str, Any]:
-    return decide_all([m for batch in meta_batches for m in batch], records, settings)
+def stage_jpeg(sha256: str, jpeg: bytes) -> bytes:
+    """One staged record: the file's sha256 then its model JPEG."""
+    if len(sha256) != SHA_LEN:
+        raise ValueError(f"not a sha256: {sha256!r}")
+    return sha256.encode("ascii") + jpeg
 
 
-def _to_examples(batch: Sequence[tuple[str, bytes]], result: dict[str, Any]) -> Iterator[tuple[str, bytes]]:
-    """(split, serialized tf.Example) for the kept images of a batch of (sha256, JPEG)."""
-    rows, splits = [], []
-    for sha256, jpeg in batch:
-        kept = result["kept"].get(sha256)
-        if kept is not None:
-            d = kept["decision"]
-            rows.append((jpeg, kept["record"], kept["meta"], d.label))
-            splits.append(d.split)
-    yield from zip(splits, make_examples(rows), strict=True)
+def unstage_jpeg(record: bytes) -> tuple[str, bytes]:
+    return record[:SHA_LEN].decode("ascii"), record[SHA_LEN:]
 
 
-def _write_text(path: str, text: str) -> None:
-    with FileSystems.create(path, mime_type="text/plain", compression_type=CompressionTypes.UNCOMPRESSED) as f:
-        f.write(text.encode())
+def _meta_lines(batch: Sequence[funnel.ImageMeta]) -> list[str]:
+    return [json.dumps(dataclasses.asdict(m), sort_keys=True) for m in batch]
 
 
-def write_ledger_and_report(result: dict[str, Any], report_uri: str) -> None:
-    _write_text(
-        FileSystems.join(report_uri, layout.LEDGER),
-        "".join(json.dumps(line, sort_keys=True) + "\n" for line in result["ledger"]),
-    )
-    _write_text(FileSystems.join(report_uri, layout.REPORT), json.dumps(result["report"], indent=2) + "\n")
-
-
-def split_dir(examples_uri: str, split: str) -> str:
-    return os.path.join(examples_uri, f"Split-{split}")
-
-
-def build_pipeline(
+def decode_to_staging(
     p: beam.Pipeline,
     records: Sequence[funnel.Record],
     raw_uri: str,
     settings: CleanerSettings,
-    examples_uri: str,
-    report_uri: str,
+    staging_uri: str,
     progress_dir: str | None = None,
 ) -> None:
-    """Add the cleaner's stages to ``p``; ``progress_dir`` feeds a local progress bar."""
+    """The decode pipeline: every stored file of a known class decoded once; its metadata
+    and model JPEG staged under ``staging_uri``."""
     decoded = decode_files(p, file_batches(records, settings.classes), raw_uri, settings, progress_dir)
-    # The records ride with the step that needs them (pickled once), not through Create.
-    result = (
+    _ = (
         decoded.meta
-        | "AllMeta" >> beam.combiners.ToList()
-        | "Decide" >> beam.Map(_decide_batches, records=list(records), settings=settings)
+        | "MetaLines" >> beam.FlatMap(_meta_lines)
+        | "WriteMetas" >> beam.io.WriteToText(FileSystems.join(staging_uri, STAGED_METAS), file_name_suffix=".jsonl")
     )
-    _ = result | "WriteReport" >> beam.Map(write_ledger_and_report, report_uri=report_uri)
-    examples = decoded[ENCODED_TAG] | "ToExamples" >> beam.FlatMap(_to_examples, result=beam.pvalue.AsSingleton(result))
+    _ = (
+        decoded[ENCODED_TAG]
+        | "StageJpegs" >> beam.FlatMap(lambda batch: [stage_jpeg(sha, jpeg) for sha, jpeg in batch])
+        | "WriteJpegs"
+        >> beam.io.WriteToTFRecord(FileSystems.join(staging_uri, STAGED_JPEGS), file_name_suffix=".tfrecord")
+    )
+
+
+def _glob(pattern: str) -> list[str]:
+    return sorted(m.path for r in FileSystems.match([pattern]) for m in r.metadata_list)
+
+
+def read_metas(staging_uri: str) -> dict[str, funnel.ImageMeta]:
+    """Every staged ImageMeta by file sha256."""
+    out = {}
+    for path in _glob(FileSystems.join(staging_uri, f"{STAGED_METAS}*")):
+        with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            for line in f.read().decode().splitlines():
+                if line.strip():
+                    meta = funnel.ImageMeta(**json.loads(line))
+                    out[meta.sha256] = meta
+    return out
+
+
+def staged_jpeg_files(staging_uri: str) -> list[str]:
+    return _glob(FileSystems.join(staging_uri, f"{STAGED_JPEGS}*"))
+
+
+@dataclasses.dataclass(frozen=True)
+class KeptRow:
+    """What a kept picture's tf.Example needs besides its JPEG."""
+
+    sha256: str
+    url: str
+    keyword: str
+    label: int
+    split: str
+    phash: str
+    width: int
+    height: int
+    format: str
+
+    @classmethod
+    def of(cls, record: funnel.Record, decision: funnel.Decision, meta: funnel.ImageMeta) -> KeptRow:
+        return cls(
+            record.sha256,
+            record.url,
+            record.keyword,
+            decision.label,
+            decision.split,
+            meta.phash,
+            meta.width,
+            meta.height,
+            meta.format,
+        )
+
+    def parts(self) -> tuple[funnel.Record, funnel.ImageMeta]:
+        record = funnel.Record(0, self.keyword, self.url, self.sha256, "")
+        meta = funnel.ImageMeta(self.sha256, width=self.width, height=self.height, format=self.format, phash=self.phash)
+        return record, meta
+
+
+def kept_rows(
+    records: Sequence[funnel.Record], decisions: Sequence[funnel.Decision], metas: Mapping[str, funnel.ImageMeta]
+) -> list[KeptRow]:
+    return [
+        KeptRow.of(r, d, metas[r.sha256]) for r, d in zip(records, decisions, strict=True) if d.outcome == funnel.KEPT
+    ]
+
+
+def write_kept(staging_uri: str, rows: Iterable[KeptRow]) -> None:
+    _write_text(
+        FileSystems.join(staging_uri, STAGED_KEPT),
+        "".join(json.dumps(dataclasses.asdict(r), sort_keys=True) + "\n" for r in rows),
+    )
+
+
+def _kept_entry(line: str) -> tuple[str, KeptRow]:
+    row = KeptRow(**json.loads(line))
+    return row.sha256, row
+
+
+def _join(item: tuple[str, dict[str, list]]) -> Iterator[tuple[bytes, KeptRow]]:
+    """The kept picture's (JPEG, row), if this file was kept."""
+    _, grouped = item
+    if grouped["kept"] and grouped["jpeg"]:
+        yield grouped["jpeg"][0], grouped["kept"][0]
+
+
+def _examples_of(batch: Sequence[tuple[bytes, KeptRow]]) -> Iterator[tuple[str, bytes]]:
+    """(split, serialized tf.Example) for a batch of kept (JPEG, row)."""
+    rows = [(jpeg, *row.parts(), row.label) for jpeg, row in batch]
+    yield from zip((row.split for _, row in batch), make_examples(rows), strict=True)
+
+
+def write_examples(p: beam.Pipeline, staging_uri: str, examples_uri: str) -> None:
+    """The write pipeline: the kept pictures' tf.Examples, gzipped, one folder per split."""
+    jpegs = (
+        p
+        | "ReadJpegs" >> beam.io.ReadFromTFRecord(FileSystems.join(staging_uri, f"{STAGED_JPEGS}*"))
+        | "Unstage" >> beam.Map(unstage_jpeg)
+    )
+    kept = (
+        p
+        | "ReadKept" >> beam.io.ReadFromText(FileSystems.join(staging_uri, STAGED_KEPT))
+        | "ParseKept" >> beam.Map(_kept_entry)
+    )
+    examples = (
+        {"jpeg": jpegs, "kept": kept}
+        | "JoinBySha" >> beam.CoGroupByKey()
+        | "KeptOnly" >> beam.FlatMap(_join)
+        | "Batch" >> beam.BatchElements(min_batch_size=FILES_PER_BATCH, max_batch_size=256)
+        | "ToExamples" >> beam.FlatMap(_examples_of)
+    )
     parts = examples | "BySplit" >> beam.Partition(lambda kv, n: SPLITS.index(kv[0]), len(SPLITS))
     for split, part in zip(SPLITS, parts, strict=True):
         _ = (
@@ -284,3 +356,20 @@ def build_pipeline(
                 compression_type=CompressionTypes.GZIP,
             )
         )
+
+
+def _write_text(path: str, text: str) -> None:
+    with FileSystems.create(path, mime_type="text/plain", compression_type=CompressionTypes.UNCOMPRESSED) as f:
+        f.write(text.encode())
+
+
+def write_ledger_and_report(ledger: Sequence[Mapping[str, Any]], report: Mapping[str, Any], report_uri: str) -> None:
+    _write_text(
+        FileSystems.join(report_uri, layout.LEDGER),
+        "".join(json.dumps(line, sort_keys=True) + "\n" for line in ledger),
+    )
+    _write_text(FileSystems.join(report_uri, layout.REPORT), json.dumps(report, indent=2) + "\n")
+
+
+def split_dir(examples_uri: str, split: str) -> str:
+    return os.path.join(examples_uri, f"Split-{split}")

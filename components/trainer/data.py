@@ -34,6 +34,15 @@ def count_records(files: list[str]) -> int:
     return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
 
 
+def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
+    """One cleaned JPEG -> (S,S,3) uint8 pixels: exactly what training sees. The cleaner's
+    curation step embeds images through this same function, so its embeddings are of
+    the training pixels."""
+    img = tf.io.decode_jpeg(encoded, channels=3)
+    img = tf.image.resize(img, [image_size, image_size], antialias=True)  # no-op at cleaned size
+    return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+
+
 def make_augmenter(seed: int) -> keras.Sequential:
     """The seed design's augmentation as Keras layers: zoom, rotation, width and height
     shift, shear, horizontal flip. Deterministic for a given seed."""
@@ -85,9 +94,7 @@ def make_dataset(
 
     def parse(record):
         ex = tf.io.parse_single_example(record, _FEATURES)
-        img = tf.io.decode_jpeg(ex[layout.F_IMAGE], channels=3)
-        img = tf.image.resize(img, [image_size, image_size], antialias=True)  # no-op at cleaned size
-        img = tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
+        img = decode_image(ex[layout.F_IMAGE], image_size)
         label = tf.cast(ex[layout.F_LABEL], tf.int32)
         if shuffle_labels:
             if num_classes < 2:

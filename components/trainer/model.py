@@ -27,13 +27,26 @@ class Classifier:
         return self.backbone.model
 
 
+HEAD_POOL, HEAD_DROPOUT, HEAD_LOGITS = "avg_pool", "head_dropout", "logits"
+
+
 def build_head(feature_shape: tuple[int, ...], num_classes: int, dropout: float = 0.2, seed: int = 0) -> keras.Model:
     """Global average pooling, dropout and a dense layer producing pre-softmax logits."""
     feats = keras.Input(feature_shape, name="features")
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(feats)
-    x = keras.layers.Dropout(dropout, seed=seed, name="head_dropout")(x)
-    logits = keras.layers.Dense(num_classes, name="logits")(x)
+    x = keras.layers.GlobalAveragePooling2D(name=HEAD_POOL)(feats)
+    x = keras.layers.Dropout(dropout, seed=seed, name=HEAD_DROPOUT)(x)
+    logits = keras.layers.Dense(num_classes, name=HEAD_LOGITS)(x)
     return keras.Model(feats, logits, name="head")
+
+
+def pooled_head(head: keras.Model) -> keras.Model:
+    """``head`` after its pooling layer: pooled features (N, C) -> logits. It shares the
+    dropout and dense layers with ``head``, so training it trains ``head``: the same
+    optimisation as on the feature maps, whose pooling has no weights."""
+    channels = int(head.input.shape[-1])
+    pooled = keras.Input((channels,), name="pooled_features")
+    x = head.get_layer(HEAD_DROPOUT)(pooled)
+    return keras.Model(pooled, head.get_layer(HEAD_LOGITS)(x), name="pooled_head")
 
 
 def build_classifier(

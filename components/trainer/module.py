@@ -21,7 +21,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 
 from keyclass.components import layout, progress
 from keyclass.components.classes import ClassList
-from keyclass.components.trainer import calibrate, data, export, train
+from keyclass.components.trainer import calibrate, data, export, reuse, train
 from keyclass.components.trainer.model import build_classifier
 from keyclass.components.trainer.settings import TrainConfig
 
@@ -96,6 +96,9 @@ def run_fn(fn_args: FnArgs) -> None:
     eval_ds = data.make_dataset(fn_args.eval_files, image_size, tc.batch_size, training=False)
     clf = build_classifier(tc.backbone, image_size, classes, weights=tc.weights, seed=tc.seed)
     logging.info("Training %s on %s at %dpx", tc.backbone, classes, image_size)
+    pooled = None
+    if tc.cache_features and not tc.shuffle_labels:  # validated: augmentation off, phase 1 sees fixed pixels
+        pooled = reuse.pooled_datasets(fn_args.train_files, fn_args.eval_files, clf.backbone, image_size, tc.batch_size)
     # Verbose runs keep Keras' own line per epoch; otherwise one bar for both phases.
     verbose = progress.level() >= progress.VERBOSE
     epochs = tc.max_epochs + max(tc.fine_tune_epochs, 0)
@@ -111,6 +114,7 @@ def run_fn(fn_args: FnArgs) -> None:
             fine_tune_learning_rate=tc.fine_tune_learning_rate,
             log_dir=fn_args.model_run_dir,
             cache_features=tc.cache_features,
+            pooled=pooled,
             verbose=2 if verbose else 0,
             callbacks=[] if verbose else [train.EpochBar(bar)],
         )
@@ -140,6 +144,7 @@ def run_fn(fn_args: FnArgs) -> None:
         "val_loss": result.val_loss,
         "val_accuracy": result.val_accuracy,
         "kept_phase": result.kept,
+        "phase1_features": result.phase1.features,
         "train_images_per_class": {classes[k]: v for k, v in sorted(per_label.items())},
         "calibration": calibrated["block"],
     }

@@ -20,7 +20,7 @@ from absl import logging
 from tfx.dsl.io import fileio
 
 from keyclass.components import layout, progress
-from keyclass.components.trainer.model import Classifier, set_backbone_trainable
+from keyclass.components.trainer.model import Classifier, pooled_head, set_backbone_trainable
 
 
 @dataclasses.dataclass
@@ -31,6 +31,7 @@ class PhaseResult:
     best_val_accuracy: float
     best_epoch: int
     seconds: float = 0.0
+    features: str = "pixels"  # what phase 1 fed the head: pixels, backbone_cache or cleaner_embeddings
 
 
 @dataclasses.dataclass
@@ -151,22 +152,38 @@ def train_transfer(
     callbacks: list | None = None,
     verbose: int = 2,
     cache_features: bool = False,
+    pooled: tuple[tf.data.Dataset, tf.data.Dataset] | None = None,
 ) -> PhaseResult:
     """Phase 1: frozen backbone, train the head; best weights by val_loss are kept.
 
     With ``cache_features`` the frozen backbone runs once over both splits and the head
     trains on the cached feature maps: the same optimisation at a fraction of the cost,
     valid only without augmentation (each epoch would otherwise see new pixels).
+    ``pooled`` (train, eval) datasets of already pooled features, such as the cleaner's
+    embeddings of the same pixels through the same backbone, replace that pass: the
+    backbone does not run at all and the head trains after its pooling layer.
     """
     set_backbone_trainable(clf, False)
-    if cache_features:
+    if pooled is not None:
+        train_ds, eval_ds = pooled
+        model, features = pooled_head(clf.head), "cleaner_embeddings"
+    elif cache_features:
         train_ds = cache_backbone_features(clf, train_ds, shuffle=True)
         eval_ds = cache_backbone_features(clf, eval_ds, shuffle=False)
-        model = clf.head
+        model, features = clf.head, "backbone_cache"
     else:
-        model = clf.model
+        model, features = clf.model, "pixels"
     _compile(model, learning_rate)
-    return _fit("phase1", model, train_ds, eval_ds, max_epochs, patience, callbacks or [], verbose)
+    result = _fit("phase1", model, train_ds, eval_ds, max_epochs, patience, callbacks or [], verbose)
+    return dataclasses.replace(result, features=features)
+
+
+def features_dataset(features: np.ndarray, labels: np.ndarray, batch: int, shuffle: bool, seed: int = 0):
+    """(features, labels) in memory, batched, shuffled each epoch when ``shuffle``."""
+    out = tf.data.Dataset.from_tensor_slices((features, labels))
+    if shuffle:
+        out = out.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
+    return out.batch(batch).prefetch(tf.data.AUTOTUNE)
 
 
 def cache_backbone_features(clf: Classifier, ds: tf.data.Dataset, shuffle: bool, seed: int = 0) -> tf.data.Dataset:
@@ -179,11 +196,7 @@ def cache_backbone_features(clf: Classifier, ds: tf.data.Dataset, shuffle: bool,
         sizes.append(len(y))
     if not feats:
         raise ValueError("cannot cache features of an empty dataset")
-    batch = max(sizes)
-    out = tf.data.Dataset.from_tensor_slices((np.concatenate(feats), np.concatenate(labels)))
-    if shuffle:
-        out = out.shuffle(len(np.concatenate(labels)), seed=seed, reshuffle_each_iteration=True)
-    return out.batch(batch).prefetch(tf.data.AUTOTUNE)
+    return features_dataset(np.concatenate(feats), np.concatenate(labels), max(sizes), shuffle, seed)
 
 
 def fine_tune(
@@ -229,10 +242,12 @@ def train(
     log_dir: str | None = None,
     verbose: int = 2,
     cache_features: bool = False,
+    pooled: tuple[tf.data.Dataset, tf.data.Dataset] | None = None,
     callbacks: list | None = None,
 ) -> TrainResult:
     """Both phases; writes TensorBoard logs under ``log_dir/phase{1,2}`` when given;
-    ``callbacks`` join both phases (e.g. an :class:`EpochBar`)."""
+    ``callbacks`` join both phases (e.g. an :class:`EpochBar`); ``pooled``: see
+    :func:`train_transfer`."""
 
     def tb(phase: str) -> list:
         board = [keras.callbacks.TensorBoard(os.path.join(log_dir, phase))] if log_dir else []
@@ -248,6 +263,7 @@ def train(
         callbacks=tb("phase1"),
         verbose=verbose,
         cache_features=cache_features,
+        pooled=pooled,
     )
     if fine_tune_epochs <= 0:
         return TrainResult(p1, None, "phase1")

@@ -11,9 +11,15 @@ from tfx.types import standard_artifacts
 from keyclass.components.artifacts import CleaningReport, RawImages
 from keyclass.components.cleaner import executor, spec
 
+# The pHash-only rule unless a test names a pretrained backbone (tiny has random weights).
+PHASH_ONLY = {"backbone": "tiny", "weights": "none"}
+
 
 def run_cleaner(raw_uri: str, out_root: str, **settings) -> dict:
-    """Run ``Executor.Do`` on ``raw_uri``; returns uris, ledger (by URL) and report."""
+    """Run ``Executor.Do`` on ``raw_uri``; returns uris, ledger (by URL) and report.
+    Without ``backbone``, curation falls back to pHash only (the ``tiny`` backbone)."""
+    if "backbone" not in settings:
+        settings = {**PHASH_ONLY, **settings}
     raw = RawImages()
     raw.uri = raw_uri
     examples = standard_artifacts.Examples()

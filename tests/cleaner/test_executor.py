@@ -137,6 +137,7 @@ def test_funnel_adds_up(run):
         "decoded": 17,
         "large_enough": 15,
         "unique": 9,
+        "label_ok": 9,
         "balanced": 9,
         "train": rep["classes"]["cat"]["funnel"]["train"],
         "eval": rep["classes"]["cat"]["funnel"]["eval"],

@@ -133,6 +133,7 @@ def test_failures_and_reports_add_up():
         "decoded": 4,
         "large_enough": 4,
         "unique": 4,
+        "label_ok": 4,
         "balanced": 4,
         "train": rep["classes"]["cat"]["funnel"]["train"],
         "eval": rep["classes"]["cat"]["funnel"]["eval"],
@@ -144,3 +145,61 @@ def test_failures_and_reports_add_up():
     assert rep["unknown_keywords"] == {"bird": 1} and rep["other_records"] == 1
     lines = funnel.ledger_lines(records, out)
     assert [line["line"] for line in lines] == [r.index for r in records]
+
+
+def test_near_duplicates_record_the_kept_file_and_the_evidence():
+    records, metas = _world(2, 0)
+    big = metas[records[1].sha256]
+    metas[records[0].sha256] = funnel.ImageMeta(
+        records[0].sha256, width=200, height=150, pixel_hash="small", phash=f"{int(big.phash, 16) ^ 0b111:016x}"
+    )
+    lines = funnel.ledger_lines(records, _decide(records, metas, balance=False))
+    assert lines[0]["reason"] == "near_duplicate"
+    assert lines[0]["kept_sha256"] == records[1].sha256
+    assert lines[0]["phash_distance"] == 3 and lines[0]["cosine"] is None  # the pHash rule: no embedding
+    assert "kept_sha256" not in lines[1] and "cosine" not in lines[1]
+
+    # The same pair confirmed by embeddings carries its cosine.
+    screened = funnel.screen(records, metas, classes=CLASSES, min_width=100, min_height=100)
+    grouped = funnel.group(screened, {(0, 1): funnel.Link(3, 0.93)})
+    out = funnel.finish(grouped, classes=CLASSES, balance=False, eval_fraction=0.2, calibration_fraction=0.2)
+    line = funnel.ledger_lines(records, [out[r.index] for r in records])[0]
+    assert (line["phash_distance"], line["cosine"], line["kept_sha256"]) == (3, 0.93, records[1].sha256)
+    # Unlinked, the two pictures stay apart whatever their hashes.
+    apart = funnel.finish(
+        funnel.group(screened, {}), classes=CLASSES, balance=False, eval_fraction=0.2, calibration_fraction=0.2
+    )
+    assert all(d.outcome == "kept" for d in apart.values())
+
+
+def test_label_issues_are_dropped_before_balancing_and_counted_in_label_ok():
+    records, metas = _world(6, 4)
+    screened = funnel.screen(records, metas, classes=CLASSES, min_width=100, min_height=100)
+    grouped = funnel.group(screened, {})
+    cat_keys = [key for key, _ in grouped.unique["cat"]]
+    issues = {
+        cat_keys[0]: funnel.LabelIssue(0.12, "dog", "mislabelled"),
+        cat_keys[1]: funnel.LabelIssue(0.41, "dog", "off_topic"),
+    }
+    out = funnel.finish(
+        grouped, classes=CLASSES, balance=True, eval_fraction=0.2, calibration_fraction=0.2, label_issues=issues
+    )
+    decisions = [out[r.index] for r in records]
+    dropped = [d for d in decisions if d.reason == "label_issue"]
+    assert len(dropped) == 2 and all(d.outcome == "dropped" for d in dropped)
+    # Balanced after pruning: 6 - 2 = 4 cats, as many as dogs, so nothing else goes.
+    assert not [d for d in decisions if d.reason == "balance"]
+    lines = {line["line"]: line for line in funnel.ledger_lines(records, decisions)}
+    flagged = {line["label_quality"]: line for line in lines.values() if line["reason"] == "label_issue"}
+    assert flagged[0.12]["suggested_class"] == "dog" and flagged[0.12]["detail"].startswith("mislabelled")
+    assert flagged[0.41]["detail"].startswith("off_topic")
+    assert all("label_quality" not in line for line in lines.values() if line["reason"] != "label_issue")
+
+    rep = funnel.build_report(records, decisions, CLASSES, {}, curation={"mode": "embedding"})
+    cat = rep["classes"]["cat"]
+    assert (cat["funnel"]["unique"], cat["funnel"]["label_ok"], cat["funnel"]["balanced"]) == (6, 4, 4)
+    assert cat["reasons"]["dropped"] == {"label_issue": 2}
+    assert cat["funnel"]["found"] == sum(cat["outcomes"].values())
+    assert cat["funnel"]["balanced"] == cat["funnel"]["train"] + cat["funnel"]["eval"] + cat["funnel"]["calibration"]
+    assert list(cat["funnel"]) == list(funnel.FUNNEL_STAGES)
+    assert rep["curation"] == {"mode": "embedding"}

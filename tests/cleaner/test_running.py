@@ -71,7 +71,10 @@ def test_a_small_job_runs_in_threads_and_its_stage_ends_as_one_line(tmp_path, ca
         progress.configure(bars=saved[0], level=saved[1])
     assert seen and seen[0][-1] == "--direct_running_mode=multi_threading"
     err = capsys.readouterr().err.splitlines()
-    assert err == ["clean: 7 found (6 files): 6 kept (1 failed)"]
+    assert err == [
+        "clean: 7 found (6 files): 6 kept (1 failed); "
+        "NO CURATION: backbone tiny has random weights (a test backbone with no pretrained weights)"
+    ]
 
 
 def _with_args(args):

@@ -51,3 +51,24 @@ def test_component_from_settings():
     assert ImageCleaner(raw_images=raw, classes="b,a", jpeg_quality=80).exec_properties[spec.JPEG_QUALITY_KEY] == 80
     with pytest.raises(TypeError):
         ImageCleaner(raw_images=raw, classes=["a", "b"], no_such_setting=1)
+
+
+def test_the_pipeline_gives_the_cleaner_the_trainers_backbone_and_the_curation_settings(tmp_path):
+    """Curation embeds with exactly the backbone and weights training will freeze."""
+    from keyclass.pipeline.config import load_config
+    from keyclass.pipeline.local_runner import build_local_pipeline
+
+    cfg = load_config(
+        overrides={
+            "crawl.classes": "cat,dog",
+            "runner.home": str(tmp_path),
+            "train.backbone": "efficientnet_lite0",
+            "clean.near_duplicate_min_cosine": 0.9,
+            "clean.max_label_issue_fraction": 0.25,
+        }
+    )
+    cleaner = next(c for c in build_local_pipeline(cfg).components if c.id == "ImageCleaner")
+    settings = spec.settings_from_exec_properties(cleaner.exec_properties)
+    assert (settings.backbone, settings.weights) == ("efficientnet_lite0", cfg.train.weights)
+    assert settings.near_duplicate_min_cosine == 0.9 and settings.max_label_issue_fraction == 0.25
+    assert settings.curate is True and settings.label_issue_folds == 5

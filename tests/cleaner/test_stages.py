@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import apache_beam as beam
+import pytest
 from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -62,35 +63,60 @@ def test_decode_dofn_emits_metadata_and_model_jpegs(tmp_path):
         )
 
 
-def test_decision_step_as_a_singleton():
-    recs = [funnel.Record(i, kw, f"u{i}", f"{i:064x}", f"images/{i}") for i, kw in enumerate(["cat", "dog", "dog"])]
-    metas = [
-        funnel.ImageMeta(
-            r.sha256,
-            width=300,
-            height=300,
-            format="PNG",
-            pixel_hash=f"p{r.index}",
-            phash=f"{(0xF0F0F0F0F0F0F0F0 * (r.index + 1)) & (2**64 - 1):016x}",
+def test_decode_then_write_pipelines_meet_through_the_staging_files(tmp_path):
+    """The decode pipeline stages metadata and model JPEGs; the write pipeline joins the
+    kept rows to their JPEGs and writes one gzipped TFRecord set per split."""
+    raw, staging, examples = tmp_path / "raw", str(tmp_path / "staging"), str(tmp_path / "examples")
+    records = [
+        funnel.Record.from_manifest(i, r)
+        for i, r in enumerate(
+            fx.write_raw_images(
+                raw, [fx.Entry("cat", fx.rgb_jpeg(1)), fx.Entry("dog", fx.rgb_jpeg(2)), fx.Entry("dog", fx.svg())]
+            )
         )
-        for r in recs
     ]
-    settings = CleanerSettings(classes=("cat", "dog"))
+    settings = CleanerSettings(classes=("cat", "dog"), image_size=32, backbone="tiny", weights="none")
     with TestPipeline() as p:
-        rec_pc = p | "Recs" >> beam.Create(recs)
-        result = (
-            p
-            | "Metas" >> beam.Create(metas)
-            | beam.combiners.ToList()
-            | beam.Map(stages.decide_all, records=beam.pvalue.AsList(rec_pc), settings=settings)
-        )
-        outcomes = result | beam.FlatMap(
-            lambda res: [(line["source_url"], line["outcome"], line["reason"]) for line in res["ledger"]]
-        )
-        expected = stages.decide_all(metas, recs, settings)["ledger"]
-        assert_that(outcomes, equal_to([(line["source_url"], line["outcome"], line["reason"]) for line in expected]))
-    assert expected[0]["outcome"] == "kept"
-    assert sorted(line["outcome"] for line in expected[1:]) == ["dropped", "kept"]  # dogs cut to one cat
+        stages.decode_to_staging(p, records, str(raw), settings, staging)
+    metas = stages.read_metas(staging)
+    assert sorted(m.error for m in metas.values()) == ["", "", "svg_not_raster"]
+    assert len(stages.staged_jpeg_files(staging)) >= 1
+
+    decisions = funnel.decide(
+        records,
+        metas,
+        classes=settings.classes,
+        min_width=1,
+        min_height=1,
+        near_duplicate_distance=0,
+        balance=False,
+        eval_fraction=0.4,
+        calibration_fraction=0.3,
+    )
+    rows = stages.kept_rows(records, decisions, metas)
+    assert sorted(r.keyword for r in rows) == ["cat", "dog"]
+    stages.write_kept(staging, rows)
+    with TestPipeline() as p:
+        stages.write_examples(p, staging, examples)
+    written = {}
+    for split in stages.SPLITS:
+        for path in (tmp_path / "examples" / f"Split-{split}").glob("*.gz"):
+            written.setdefault(split, 0)
+            written[split] += sum(1 for _ in _read_tfrecords(path))
+    assert written == {"train": 1, "eval": 1, "calibration": 0}  # every split is written, even empty
+
+
+def _read_tfrecords(path):
+    import tensorflow as tf
+
+    return tf.data.TFRecordDataset(str(path), compression_type="GZIP")
+
+
+def test_staged_records_round_trip():
+    sha = "ab" * 32
+    assert stages.unstage_jpeg(stages.stage_jpeg(sha, b"\xff\xd8JPEG")) == (sha, b"\xff\xd8JPEG")
+    with pytest.raises(ValueError):
+        stages.stage_jpeg("short", b"")
 
 
 _BUILD_WITHOUT_TF = """

@@ -54,6 +54,11 @@ def test_class_names_normalised_and_order_free():
         ({"predict.server": "localhost:8500"}, "grpc://"),
         ({"nonsense": 1}, "unknown setting 'nonsense'"),
         ({"runner.beam_runner": "spark"}, "unknown 'spark'"),
+        ({"clean.near_duplicate_candidate_distance": 40}, "clean.near_duplicate_candidate_distance"),
+        ({"clean.near_duplicate_min_cosine": 1.5}, "clean.near_duplicate_min_cosine"),
+        ({"clean.label_issue_folds": 1}, "clean.label_issue_folds: must be a whole number from 2"),
+        ({"clean.off_topic_p_value": 0}, "clean.off_topic_p_value"),
+        ({"clean.max_label_issue_fraction": 1.2}, "clean.max_label_issue_fraction"),
     ],
 )
 def test_bad_settings_are_refused_with_the_name(overrides, message):

@@ -35,7 +35,7 @@ NOISE = [
 ALLOWED = [
     r"^(" + "|".join(STAGES) + r") {2,}\d+(\.\d)? (s|min)( \d\d s)?$",  # a stage line
     r"^(circle|square): \d+ found(, engine exhausted)?$",  # a keyword's crawl
-    r"^clean: \d+ found \(\d+ files\): \d+ kept( \(.*\))?$",
+    r"^clean: \d+ found \(\d+ files\): \d+ kept( \(.*\))?; NO CURATION: backbone tiny has random weights .*$",
     r"^train: \d+ epochs .*: val_loss \d\.\d{4}, val_accuracy \d+\.\d%$",
     r"^predict: \d+ files, \d+ at or above 0\.5$",
 ]

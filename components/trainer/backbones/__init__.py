@@ -13,6 +13,7 @@ import hashlib
 from pathlib import Path
 
 import keras
+import numpy as np
 
 # Keras' own ResNet50 ImageNet weights without the top, as published by Keras at
 # https://storage.googleapis.com/tensorflow/keras-applications/resnet/resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5
@@ -27,6 +28,16 @@ class Backbone:
     name: str
     model: keras.Model  # (N, S, S, 3) float 0..255 -> (N, h, w, C) feature map
     feature_layer: str  # name of the layer whose output ``model`` returns
+
+    def fingerprint(self) -> str:
+        """sha256 of the name, input size and every weight (shapes and bytes): equal only
+        for the same architecture with the same weights, whatever file they came from."""
+        h = hashlib.sha256(f"{self.name}:{tuple(self.model.input.shape[1:])}".encode())
+        for i, w in enumerate(self.model.weights):
+            value = np.ascontiguousarray(keras.ops.convert_to_numpy(w))
+            h.update(f"{i}:{value.dtype}:{value.shape};".encode())
+            h.update(value.tobytes())
+        return h.hexdigest()
 
 
 def _resnet50(image_size: int, weights: str) -> Backbone:
