@@ -141,6 +141,11 @@ def _finite(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
 
+def _or_nan(x: float | None) -> float:
+    """A report value for a figure's label: None (not finite when measured) as NaN; 0 stays 0."""
+    return float("nan") if x is None else float(x)
+
+
 def _bins(conf: np.ndarray, ok: np.ndarray) -> list[dict[str, Any]]:
     """Reliability bins as JSON (an empty bin's mean confidence and accuracy are null)."""
     return [
@@ -174,7 +179,7 @@ def write_reports(result: dict[str, Any], out_dir: str) -> list[str]:
         (
             axes[1],
             "reliability_after",
-            f"after scaling (T = {report['temperature'] or float('nan'):.3g})",
+            f"after scaling (T = {_or_nan(report['temperature']):.3g})",
             report["ece_after"],
         ),
     ):
@@ -213,7 +218,7 @@ def write_reports(result: dict[str, Any], out_dir: str) -> list[str]:
     conf, ok = result["arrays"]["calibrated"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     coverage, risk = cal.risk_coverage(conf, ok)
-    ax.plot(coverage, risk, "-", label=f"selective risk (AURC {report['aurc'] or float('nan'):.4f})")
+    ax.plot(coverage, risk, "-", label=f"selective risk (AURC {_or_nan(report['aurc']):.4f})")
     for c in result["certificates"]:
         ax.axhline(1 - c.target, ls=":", lw=0.8, color="gray")
         if c.certified:

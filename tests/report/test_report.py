@@ -81,7 +81,9 @@ def test_data_training_gate_prediction_calibration_gallery(full):
     for label in ("total images", "threshold accuracy", "circle precision", "square recall"):
         assert label in html
     # Calibration from the model (keyclass.json) and the trainer's figures.
-    assert "1.7" in html and "0.081" in html and "0.012" in html and "none certifiable" in html
+    assert "1.7" in html and "8.10% → <b>1.20%</b>" in html and "none certifiable" in html
+    # Prediction-time ECE as a percentage, like the terminal's, and AURC as a number.
+    assert '<div class="v">3.00%</div><div class="k">ECE (lower is better)' in html
     assert "threshold <b>0.985</b>, coverage 61.0%" in html
     flat = " ".join(html.split())
     assert "precision at least <b>71.0%</b> with 90.0% confidence, from 63 held-out images" in flat
