@@ -120,7 +120,7 @@ def reliability_diagram(points: Sequence[tuple[float, bool]], bins: int = cal.EC
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("confidence", fontsize=8, color=INK)
     ax.set_ylabel("accuracy", fontsize=8, color=INK)
-    ax.set_title(f"reliability: ECE {ece:.3f} over {len(points)} labelled", fontsize=9, color=INK)
+    ax.set_title(f"reliability: ECE ({bins} bins) {ece:.2%} over {len(points)} labelled", fontsize=9, color=INK)
     return _png(fig)
 
 
