@@ -23,7 +23,7 @@ from pathlib import Path
 from keyclass.components.errors import ConfigError
 from keyclass.pipeline.config import KeyclassConfig
 from keyclass.pipeline.report import gather
-from keyclass.pipeline.report.write import ReportResult, write_report
+from keyclass.pipeline.report.write import ReportResult, check_report_path, write_report
 
 
 def invocation(cfg, command: str, **extra) -> dict:
@@ -136,6 +136,8 @@ def write(
     how long it took. ``record`` is the command's own :func:`invocation` (written as
     ``run.json`` beside the report); without it, one an earlier command left is used."""
     t0 = time.perf_counter()
+    if out:
+        check_report_path(out)
     results_dir = str(results_dir or "")
     if results_dir and not (Path(results_dir) / "summary.json").is_file():
         if command == "report":
@@ -154,8 +156,10 @@ def write(
 
             return LocalPredictor(model.path)
 
+    target = Path(out) if out else default_path(cfg, run, results_dir)
+    check_report_path(target)  # a default path too: never over a file keyclass did not write
     result = write_report(
-        Path(out) if out else default_path(cfg, run, results_dir),
+        target,
         classes=list(cfg.classes.names),
         command=command,
         run=run,

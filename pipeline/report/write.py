@@ -15,7 +15,31 @@ import os
 import time
 from pathlib import Path
 
+from keyclass.components.errors import ConfigError
 from keyclass.pipeline.report import gather, render, thumbs
+
+# Every report's head carries this (templates/report.html.j2): the one kind of existing
+# file a report may replace.
+GENERATOR_MARK = '<meta name="generator" content="keyclass'
+
+
+def check_report_path(path: str | os.PathLike) -> None:
+    """Refuse (ConfigError) to write a report over anything keyclass did not write: a
+    folder, or a file that is not a keyclass report. Nothing the user owns is replaced."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"--out {path}: is a folder; name the HTML file to write")
+    if path.exists() or path.is_symlink():
+        try:
+            with open(path, "rb") as f:
+                head = f.read(4096).decode("utf-8", "replace")
+        except OSError as e:
+            raise ConfigError(f"--out {path}: exists and cannot be read ({e.strerror}); choose another file") from None
+        if path.is_symlink() or not path.is_file() or GENERATOR_MARK not in head:
+            raise ConfigError(
+                f"--out {path}: exists and is not a keyclass report; keyclass replaces only its own "
+                "reports, so choose another file"
+            )
 
 
 @dataclasses.dataclass

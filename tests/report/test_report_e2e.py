@@ -217,6 +217,13 @@ def test_keyclass_report_of_a_named_run(ran, capsys):
     assert page.h2 == HEADERS and run_id in out.read_text()
     # The settings of the run that wrote run.json, not of this command.
     assert "predict.faithfulness" in out.read_text()
+    # Its own report it replaces; a file of the user's it never touches (exit 2, first).
+    assert main(["report", "-c", "circle,square", "--config", str(config), "--out", str(out)]) == 0
+    mine = tmp / "notes.html"
+    mine.write_text("<html>my notes</html>")
+    capsys.readouterr()
+    assert main(["report", "-c", "circle,square", "--config", str(config), "--out", str(mine)]) == 2
+    assert "not a keyclass report" in capsys.readouterr().err and mine.read_text() == "<html>my notes</html>"
     rc = main(["report", "-c", "circle,square", "--config", str(config), "--run-id", "no-such-run"])
     err = capsys.readouterr().err
     assert rc == 2 and "no-such-run" in err and run_id in err
