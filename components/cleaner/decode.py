@@ -112,11 +112,24 @@ def _reason(e: Exception) -> str:
     return CORRUPT
 
 
+def _kind_of(data: bytes) -> str:
+    """What unrecognised bytes look like, in words, never their content: the detail
+    travels into ledgers, predictions.jsonl and shared reports (a file may be a link to
+    anything the user can read)."""
+    head = data[:512]
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        text = head[: e.start].decode("utf-8") if len(head) - e.start < 4 else None  # a cut multi-byte character
+    is_text = text is not None and all(c.isprintable() or c in "\t\r\n" for c in text)
+    return f"{len(data)} bytes of {'text' if is_text else 'binary data'}"
+
+
 def _decode(data: bytes, max_pixels: int) -> Decoded:
     try:
         im = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
     except UnidentifiedImageError:
-        raise DecodeError(NOT_AN_IMAGE, f"no raster format recognised ({data[:8]!r}...)") from None
+        raise DecodeError(NOT_AN_IMAGE, f"no raster format recognised ({_kind_of(data)})") from None
     fmt, mode = im.format or "", im.mode
     w, h = im.size
     if w <= 0 or h <= 0:

@@ -121,3 +121,22 @@ def test_decode_to_rgb_is_the_predict_entry_point():
     assert decode.decode_to_rgb(fx.webp(1)).mode == "RGB"
     with pytest.raises(decode.DecodeError):
         decode.decode_to_rgb(fx.html_page())
+
+
+@pytest.mark.parametrize(
+    "data, kind",
+    [
+        (b"root:$6$saltsalt$secrethash:19000:0:99999:7:::\n", "text"),
+        ("clé privée: s3cret\n".encode() * 40, "text"),  # 512 bytes cut inside a character
+        (b"\x00SECRET\x01\x02" * 20, "binary data"),
+    ],
+)
+def test_an_unrecognised_file_is_described_never_quoted(data, kind):
+    """The detail travels into ledgers, predictions.jsonl and shared reports, and a file
+    in a folder may be a link to anything the user can read: it says what the bytes
+    look like, not what they are."""
+    with pytest.raises(decode.DecodeError) as e:
+        decode.decode(data)
+    assert e.value.reason == decode.NOT_AN_IMAGE
+    assert str(e.value).endswith(f"no raster format recognised ({len(data)} bytes of {kind})")
+    assert all(secret not in str(e.value) for secret in ("root", "secret", "SECRET", "s3cret"))
