@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import collections
 import copy
-import json
 import os
 import time
 from collections.abc import Iterable
@@ -28,6 +27,7 @@ from keyclass.pipeline.demo_engine import DemoSearchEngine
 from keyclass.pipeline.predict.certify import format_certificates
 from keyclass.pipeline.predict.results_dir import check_results_dir, prepare_results_dir
 from keyclass.pipeline.predict.summary import format_table
+from keyclass.pipeline.report.gather import read_jsonl
 
 # Test images are drawn far from the indices the engine serves, so none was trained on.
 TEST_INDEX_START = 100_000
@@ -110,15 +110,6 @@ def format_planted(counts: dict[str, int]) -> str:
     )
 
 
-def read_ledger(report_uri: str) -> list[dict]:
-    """The cleaner's ledger lines ([] when there is none)."""
-    path = os.path.join(report_uri, layout.LEDGER)
-    if not report_uri or not os.path.isfile(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def run_demo(
     cfg: KeyclassConfig, results: str, per_class: int = 120, test_per_class: int = 30, user_keys: set[str] = frozenset()
 ) -> int:
@@ -142,7 +133,8 @@ def run_demo(
     print("trained a new model" if trained else "reused the stored model for these classes")
     from keyclass.pipeline import local_runner
 
-    ledger = read_ledger(local_runner.collect_outcome(cfg, ingestion_only=True).report_uri)
+    report_uri = local_runner.collect_outcome(cfg, ingestion_only=True).report_uri
+    ledger = read_jsonl(os.path.join(report_uri, layout.LEDGER)) if report_uri else []
     if ledger:
         print(format_planted(planted_outcomes(ledger)))
     model = store.find_model(cfg.models_dir, cfg.classes)

@@ -81,6 +81,18 @@ def test_the_engine_mixes_in_near_copies_and_off_topic_shapes():
             assert all(data != demo_images.render(c, i) for c in demo_images.DEMO_CLASSES)
 
 
+def test_every_near_copy_reaches_curation():
+    """A copy rescaled below the cleaner's minimum side would be dropped as too small
+    before curation could catch it."""
+    sizes = [
+        Image.open(io.BytesIO(demo_images.crawled(c, i))).size
+        for c in demo_images.DEMO_CLASSES
+        for i in range(120)
+        if demo_images.planted(i) == demo_images.NEAR_COPY
+    ]
+    assert len(sizes) == 30 and min(min(s) for s in sizes) >= demo_images.MIN_COPY_SIDE
+
+
 def test_off_topic_shapes_are_none_of_the_classes():
     star, cross = (np.asarray(demo_images.render_image(k, 1)) for k in demo_images.OFF_TOPIC_KINDS)
     assert star.shape == cross.shape == (256, 256, 3) and not np.array_equal(star, cross)
