@@ -150,6 +150,18 @@ def test_thumbnail_refuses_a_side_above_the_bound_and_bounds_big_images(tmp_path
     assert thumbs.thumbnail_uri(tmp_path / "page.jpg", 96) is None
 
 
+def test_a_run_without_curation_says_so_loudly(tmp_path):
+    kwargs = fixtures.full_run(tmp_path, calibration=False, faithfulness=False)
+    report_json = next(p for p in tmp_path.rglob("report.json") if "curation" in p.read_text())
+    rep = json.loads(report_json.read_text())
+    rep["curation"] = {"mode": "phash_only", "reason": "backbone tiny has random weights", "near_duplicate": {}}
+    report_json.write_text(json.dumps(rep))
+    _, html = _write(tmp_path, **kwargs)
+    assert '<div class="warn"><b>NO CURATION</b>: backbone tiny has random weights.' in html
+    _, embedded = _write(tmp_path / "embedded", **fixtures.full_run(tmp_path / "e", calibration=False))
+    assert "NO CURATION" not in embedded
+
+
 def test_missing_parts_say_so(tmp_path):
     kwargs = fixtures.full_run(tmp_path, curation=False, calibration=False, faithfulness=False)
     # A training run without predictions: the prediction parts say why they are empty.
