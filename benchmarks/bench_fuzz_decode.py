@@ -71,7 +71,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"fuzz: {inputs} inputs in {seconds:.1f} s ({rate}/s; {wall:.0f} s with start-up), crashes: {n_crash}")
     print(f"baseline, the unmutated seeds without instrumentation: {base_rate:.0f}/s ({n_seed} inputs)")
     print(f"fuzzing rate / baseline rate: {rate / base_rate:.2f}x")
-    print(f"target >= 100000 inputs, 0 crashes: {'met' if inputs >= 100_000 and n_crash == 0 else 'NOT met'}")
+    if proc.returncode != 0:
+        # libFuzzer stopped the run itself (a slow input past -timeout, memory past -rss_limit_mb...):
+        # say so with its own words, since the crash count alone would not show it.
+        print(f"the fuzz run exited with status {proc.returncode}; the end of its log:\n{proc.stderr[-2000:]}")
+    met = inputs >= 100_000 and n_crash == 0 and proc.returncode == 0
+    print(f"target >= 100000 inputs, 0 crashes, a clean exit: {'met' if met else 'NOT met'}")
     if files:
         print(f"crashing inputs in {crashes}: {', '.join(files[:10])}{' ...' if len(files) > 10 else ''}")
     return 0 if n_crash == 0 and proc.returncode == 0 else 1
