@@ -19,9 +19,13 @@ calibration part (T, pilot, Learn-then-Test for P) and the test part's realised
 precision and coverage are measured, beside the oracle coverage (the most the test
 part could keep at precision >= P) and two simple rules it replaces: the seed's
 raw-confidence threshold 0.99, and "the lowest threshold whose calibration precision
-is >= P" (no test).
+is >= P" (no test). Last, the size sweep: the same procedure on calibration parts of
+250 to 7,500 images (those up to half the held-out pool), each tested on the rest,
+which shows how the gap to the oracle shrinks as held-out images grow: a certificate at
+P = 0.99 needs at least 230 kept images without an error, so few held-out images can
+certify it only far above the oracle's threshold, or not at all.
 
-    python -m benchmarks.bench_calibration [--sets demo,hard] [--resamples 300]
+    python -m benchmarks.bench_calibration [--sets demo,hard] [--resamples 300] [--hard-sizes 120,100,100,3000]
 """
 
 from __future__ import annotations
@@ -181,6 +185,48 @@ DESIGNS = {
 }
 
 
+def certify_on(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    pilot_eval: tuple[np.ndarray, np.ndarray],
+    c_idx: np.ndarray,
+    target: float,
+    confidence: float,
+) -> tuple[float | None, np.ndarray, np.ndarray]:
+    """keyclass's whole procedure on the calibration images ``c_idx``: T on their
+    temperature part, pilot = eval + temperature part, Learn-then-Test on the rest.
+    Returns (certified λ or None, calibrated confidence and correctness of every image)."""
+    fit = cal.temperature_part([str(i) for i in c_idx])
+    t = cal.fit_temperature(logits[c_idx[fit]], labels[c_idx[fit]])
+    conf, ok = _scores(logits, labels, t)
+    p_eval = _scores(*pilot_eval, t)
+    pilot = (np.r_[p_eval[0], conf[c_idx[fit]]], np.r_[p_eval[1], ok[c_idx[fit]]])
+    cert_idx = c_idx[~fit]
+    cert = cal.certify(
+        conf[cert_idx], ok[cert_idx], target, confidence, pilot_confidence=pilot[0], pilot_correct=pilot[1]
+    )
+    return cert.threshold, conf, ok
+
+
+def outcome(lam: float | None, score: np.ndarray, ok: np.ndarray, target: float) -> tuple[bool, float]:
+    """(test precision >= target, coverage) of keeping ``score >= lam`` on a test part; no
+    threshold keeps nothing (coverage 0, precision vacuously met)."""
+    kept = score >= lam if lam is not None else np.zeros(len(score), bool)
+    return bool(ok[kept].mean() >= target if kept.any() else True), float(kept.mean())
+
+
+def _row(label: str, vals: list) -> str:
+    """One rule's line; ``vals`` rows: (test precision >= P, test coverage, oracle coverage,
+    a threshold, population precision >= P), the population being the whole held-out
+    pool: what Learn-then-Test guarantees, exactly so for the independent draws."""
+    v = np.array(vals, dtype=float)
+    return (
+        f"{label:<30} test precision >= P in {v[:, 0].mean():6.1%} (population: {v[:, 4].mean():6.1%})  "
+        f"coverage {v[:, 1].mean():6.1%}  oracle {v[:, 2].mean():6.1%}  gap {100 * (v[:, 2] - v[:, 1]).mean():5.1f} pts  "
+        f"(a threshold in {v[:, 3].mean():.0%})"
+    )
+
+
 def resample(
     logits: np.ndarray,
     labels: np.ndarray,
@@ -190,8 +236,7 @@ def resample(
     confidence: float,
     seed: int = 0,
 ) -> None:
-    """Each resample runs keyclass's whole procedure on its calibration part (T on the
-    temperature part, pilot = eval + temperature part, certify on the rest) and scores
+    """Each resample runs keyclass's whole procedure on its calibration part and scores
     its test part; beside it the seed's raw -t 0.99 and the untested empirical rule."""
     n = len(labels)
     raw_conf = cal.softmax(logits).max(1)
@@ -209,35 +254,68 @@ def resample(
             else:
                 perm = rng.permutation(n)
                 c_idx, t_idx = perm[:m], perm[m:]
-            fit = cal.temperature_part([str(i) for i in c_idx])
-            t = cal.fit_temperature(logits[c_idx[fit]], labels[c_idx[fit]])
-            conf, ok = _scores(logits, labels, t)
-            p_eval = _scores(*pilot_eval, t)
-            pilot = (np.r_[p_eval[0], conf[c_idx[fit]]], np.r_[p_eval[1], ok[c_idx[fit]]])
-            cert_idx = c_idx[~fit]
-            cert = cal.certify(
-                conf[cert_idx], ok[cert_idx], target, confidence, pilot_confidence=pilot[0], pilot_correct=pilot[1]
-            )
+            lam, conf, ok = certify_on(logits, labels, pilot_eval, c_idx, target, confidence)
+            cert_idx = c_idx[~cal.temperature_part([str(i) for i in c_idx])]
             kept_n, errors = cal.kept_and_errors(conf[cert_idx], ok[cert_idx])
             naive_ok = np.flatnonzero((kept_n > 0) & (errors <= (1 - target) * np.maximum(kept_n, 1)))
             naive = float(cal.GRID[naive_ok[0]]) if naive_ok.size else None
             oracle = oracle_coverage(conf[t_idx], ok[t_idx], target)
-            for rule, lam, score in (  # no threshold: nothing kept (coverage 0, precision vacuous)
-                ("certified", cert.threshold, conf),
+            for rule, rule_lam, score in (
+                ("certified", lam, conf),
                 ("seed -t 0.99 (raw)", 0.99, raw_conf),
                 ("naive: calib. precision >= P", naive, conf),
             ):
-                kept = score[t_idx] >= lam if lam is not None else np.zeros(len(t_idx), bool)
-                prec = ok[t_idx][kept].mean() if kept.any() else 1.0
-                rows[rule].append((prec >= target, kept.mean(), oracle, lam is not None))
+                rows[rule].append(
+                    (
+                        *outcome(rule_lam, score[t_idx], ok[t_idx], target),
+                        oracle,
+                        rule_lam is not None,
+                        outcome(rule_lam, score, ok, target)[0],
+                    )
+                )
         print(f"    {design}:")
         for rule, vals in rows.items():
-            v = np.array(vals, dtype=float)
-            print(
-                f"      {rule:<30} test precision >= P in {v[:, 0].mean():6.1%}  coverage {v[:, 1].mean():6.1%}  "
-                f"oracle {v[:, 2].mean():6.1%}  gap {100 * (v[:, 2] - v[:, 1]).mean():5.1f} pts  "
-                f"(a threshold in {v[:, 3].mean():.0%})"
+            print("      " + _row(rule, vals))
+
+
+def sweep(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    pilot_eval: tuple[np.ndarray, np.ndarray],
+    target: float,
+    resamples: int,
+    confidence: float,
+    sizes: tuple[int, ...] = (250, 500, 1000, 2000, 4000, 7500),
+    seed: int = 0,
+) -> None:
+    """The gap against the size of the calibration split: calibration parts of each size
+    (disjoint from their test part, the rest of the held-out images), the whole
+    procedure on each. The certificate's price is statistical: with few held-out
+    images, a high P is certified only far above the oracle's threshold, or not at all."""
+    n = len(labels)
+    sizes = tuple(m for m in sizes if m <= n // 2)
+    print(f"  P = {target:g}, the gap against the calibration split's size ({resamples} resamples each):")
+    for m in sizes:
+        rng = np.random.default_rng(seed)
+        vals = []
+        for _ in range(resamples):
+            perm = rng.permutation(n)
+            c_idx, t_idx = perm[:m], perm[m:]
+            lam, conf, ok = certify_on(logits, labels, pilot_eval, c_idx, target, confidence)
+            vals.append(
+                (
+                    *outcome(lam, conf[t_idx], ok[t_idx], target),
+                    oracle_coverage(conf[t_idx], ok[t_idx], target),
+                    lam is not None,
+                    outcome(lam, conf, ok, target)[0],
+                )
             )
+        gap = 100 * float(np.mean([v[2] - v[1] for v in vals]))
+        print(
+            f"    {m:>6} calibration images: "
+            + _row("", vals).strip()
+            + f"  ({'meets' if gap <= 10 else 'MISSES'} <= 10)"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -247,8 +325,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--confidence", type=float, default=cal.DEFAULT_CONFIDENCE)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--demo-sizes", default="72,24,24,300", help="per class: train,eval,calibration,pool")
-    p.add_argument("--hard-sizes", default="120,100,100,1000", help="per class: train,eval,calibration,pool")
+    p.add_argument("--hard-sizes", default="120,100,100,3000", help="per class: train,eval,calibration,pool")
     p.add_argument("--targets", default="0.95,0.99")
+    p.add_argument("--sweep-resamples", type=int, default=100, help="resamples per size in the size sweep")
     p.add_argument("--save", help="save the logits to NAME-<set>.npz (reuse them with --load)")
     p.add_argument("--load", help="read the logits from NAME-<set>.npz instead of training")
     args = p.parse_args(argv)
@@ -280,6 +359,7 @@ def main(argv: list[str] | None = None) -> None:
         gate(*both)
         for target in (float(x) for x in args.targets.split(",")):
             resample(*both, out["eval"], target, args.resamples, args.confidence)
+            sweep(*both, out["eval"], target, args.sweep_resamples, args.confidence)
 
 
 if __name__ == "__main__":
