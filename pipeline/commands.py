@@ -342,7 +342,20 @@ def run(cfg: KeyclassConfig, path: str, progress: bool = True) -> tuple[dict, bo
 
             run_report.after_failure(cfg, "run", error)
             raise error
-    return predict(cfg, path, progress=progress, command="run"), trained
+    try:
+        return predict(cfg, path, progress=progress, command="run"), trained
+    except ConfigError as e:
+        if not trained:
+            raise
+        # The threshold was refused (--target-precision not certifiable) after a training
+        # run: keep what it made visible, and say the model is there to reuse.
+        from keyclass.pipeline import run_report
+
+        run_report.after_failure(cfg, "run", e)
+        raise ConfigError(
+            f"{e}; the model is trained and stored: `keyclass run` again with a lower --target-precision "
+            "(or -t) reuses it"
+        ) from e
 
 
 def compile_kubeflow(cfg: KeyclassConfig, output: str) -> dict:

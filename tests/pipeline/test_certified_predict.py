@@ -110,3 +110,44 @@ def test_any_threshold_reports_its_certified_lower_bound(capsys, home, photos, t
     assert summary["certification"]["source"] == "threshold"
     assert summary["coverage"] == summary["kept"] / summary["predicted"]
     assert f"certified precision at 0.5: >= {want:.2%} at 90% confidence" in out
+
+
+def test_run_that_trained_says_the_model_is_stored_when_the_target_is_refused(
+    capsys, home, photos, tmp_path, monkeypatch
+):
+    """`run` trains, then cannot certify the target: exit 2, the refusal, the model kept
+    for a rerun with a lower target, and the run's report written (the training is not
+    lost from view)."""
+    import shutil
+    from types import SimpleNamespace
+
+    from keyclass.pipeline import commands, run_report
+
+    fresh = tmp_path / "fresh-home"
+    fresh.mkdir()
+    trained, reported = [], []
+
+    def train(cfg, report=True, command="train"):
+        shutil.copytree(os.path.join(home, "models"), os.path.join(fresh, "models"))
+        trained.append(command)
+        return SimpleNamespace(pushed=True)
+
+    monkeypatch.setattr(commands, "train", train)
+    monkeypatch.setattr(
+        run_report, "after_failure", lambda cfg, command, error, runs_before=None: reported.append(str(error))
+    )
+    results = tmp_path / "results"
+    argv = ["run", "-c", "cat,dog", "-p", str(photos), "--results", str(results), "--target-precision", "0.99"]
+    code = main([*argv, "--home", str(fresh), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert trained == ["run"]
+    assert "cannot certify precision >= 99.00%" in err
+    assert "the model is trained and stored: `keyclass run` again with a lower --target-precision" in err
+    assert len(reported) == 1 and "cannot certify" in reported[0]
+    assert not results.exists()
+    # The rerun reuses the stored model (no training) and certifies a lower target.
+    code = main([*argv[:-1], "0.95", "--home", str(fresh), "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    assert trained == ["run"]
+    assert json.loads((results / "summary.json").read_text())["certification"]["target_precision"] == 0.95
