@@ -1,7 +1,8 @@
-"""The installed keyclass version, part of the ImageCrawler's and the ImageCleaner's
-execution properties: TFX's cache key covers those, so after an upgrade (which may fix
-the crawler or the cleaner) a run crawls and cleans again instead of reusing outputs
-the old code made."""
+"""The installed keyclass version: part of the ImageCrawler's and the ImageCleaner's
+execution properties and of the Trainer's ``custom_config``. TFX's cache key covers
+those, so after an upgrade (which may fix the crawler, the cleaner or training) a run
+crawls, cleans and trains again instead of reusing outputs the old code made. Also what
+``keyclass --version`` and the report print."""
 
 from __future__ import annotations
 

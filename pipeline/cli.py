@@ -220,12 +220,9 @@ def explain_config(args: argparse.Namespace, cfg: KeyclassConfig) -> list[tuple[
 
 
 def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    from keyclass.components.version import keyclass_version
 
-    try:
-        return version("keyclass")
-    except PackageNotFoundError:  # running from a source tree that is not installed
-        return "unknown"
+    return keyclass_version()
 
 
 def make_parser() -> argparse.ArgumentParser:

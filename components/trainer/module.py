@@ -24,6 +24,7 @@ from keyclass.components.classes import ClassList
 from keyclass.components.trainer import calibrate, data, export, reuse, train
 from keyclass.components.trainer.model import build_classifier
 from keyclass.components.trainer.settings import TrainConfig
+from keyclass.components.version import VERSION_KEY, keyclass_version
 
 # custom_config keys (the pipeline factory writes them).
 CLASSES_KEY = "classes"
@@ -33,7 +34,8 @@ CALIBRATION_SPLIT_KEY = "calibration_split"
 
 
 def trainer_custom_config(classes: ClassList, image_size: int, train_cfg: TrainConfig) -> dict:
-    """What the Trainer component carries to ``run_fn`` (plain JSON)."""
+    """What the Trainer component carries to ``run_fn`` (plain JSON), the installed
+    keyclass version among it."""
     import dataclasses
 
     return {
@@ -41,6 +43,10 @@ def trainer_custom_config(classes: ClassList, image_size: int, train_cfg: TrainC
         IMAGE_SIZE_KEY: int(image_size),
         TRAIN_KEY: dataclasses.asdict(train_cfg),
         CALIBRATION_SPLIT_KEY: layout.CALIBRATION_SPLIT,
+        # TFX's cache key covers custom_config, not run_fn's code: after an upgrade (which
+        # may change training, calibration or export) train again, as the crawler and the
+        # cleaner crawl and clean again.
+        VERSION_KEY: keyclass_version(),
     }
 
 

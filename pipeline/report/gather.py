@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from keyclass.components import layout
+from keyclass.components.version import keyclass_version
 from keyclass.serving import model_layout
 
 # Section keys, in page order, and their headers (the template and the tests use these).
@@ -296,15 +297,6 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     if not p.is_file():
         return []
     return [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-
-
-def keyclass_version() -> str:
-    from importlib import metadata as importlib_metadata
-
-    try:
-        return importlib_metadata.version("keyclass")
-    except importlib_metadata.PackageNotFoundError:
-        return "unknown (not installed)"
 
 
 def git_commit(path: str | os.PathLike | None = None) -> str:

@@ -65,12 +65,33 @@ def test_the_digest_follows_url_lists(tmp_path):
     assert _props(sources=["bing"])[spec.SOURCES_DIGEST_KEY] == ""  # engines: crawl.snapshot decides
 
 
-def test_the_keyclass_version_is_in_both_cache_keys():
+def test_the_keyclass_version_is_in_the_crawler_cleaner_and_trainer_cache_keys(tmp_path):
+    import json
+
+    from keyclass.pipeline.config import KeyclassConfig
+    from keyclass.pipeline.pipeline import create_pipeline
+
     settings = CleanerSettings(classes=("a", "b"))
+
+    def trainer_config() -> dict:
+        cfg = KeyclassConfig()
+        cfg.crawl.classes = ["a", "b"]
+        built = create_pipeline(
+            pipeline_name="p",
+            pipeline_root=str(tmp_path),
+            serving_model_dir=str(tmp_path / "serving"),
+            config=cfg,
+            beam_pipeline_args=[],
+        )
+        (trainer,) = [c for c in built.components if c.id == "Trainer"]
+        return json.loads(trainer.exec_properties["custom_config"])
+
     with mock.patch("keyclass.components.version.importlib.metadata.version", return_value="9.9.9"):
         assert _props(sources=["bing"])[spec.KEYCLASS_VERSION_KEY] == "9.9.9"
         assert cleaner_spec.exec_properties(settings)[cleaner_spec.KEYCLASS_VERSION_KEY] == "9.9.9"
+        assert trainer_config()["keyclass_version"] == "9.9.9"
     assert _props(sources=["bing"])[spec.KEYCLASS_VERSION_KEY] != "9.9.9"
+    assert trainer_config()["keyclass_version"] != "9.9.9"
 
 
 def _run(folder, root, metadata):
