@@ -18,7 +18,8 @@ point and connect to whatever a name resolves to. Here every hop of a redirect c
   a watchdog shuts the socket down when it passes, whatever the socket waits for
   (connect, TLS handshake, the status line, header bytes a server drips one at a time,
   a chunk-size line, the body), so a slow or stalled server costs at most
-  ``total_timeout_s`` (name resolution excepted: ``getaddrinfo`` cannot be interrupted);
+  ``total_timeout_s``; name resolution, which cannot be interrupted, is waited for at
+  most the connect timeout (within the deadline) and abandoned after;
 - 429, 5xx and transport errors are retried with exponential backoff; ``Retry-After``
   (seconds or an HTTP date) on 429 and 503 is honoured, for every request to that host,
   up to :data:`MAX_RETRY_AFTER_S` and within the deadline; a longer wait gives up;
@@ -179,9 +180,38 @@ def check_url(url: str) -> tuple[str, str, int, str]:
     return scheme, host, port, target
 
 
-def _resolve(host: str, port: int, allow_loopback: bool) -> list[tuple]:
+def _getaddrinfo(host: str, port: int, timeout: float) -> list[tuple]:
+    """``socket.getaddrinfo`` for TCP, given at most ``timeout`` seconds. The call itself
+    cannot be interrupted, so a name runs in a daemon thread and a resolver that takes
+    longer is abandoned there (it ends with the system resolver's own timeout); an
+    address literal needs no lookup and resolves in place."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    else:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    outcome: dict[str, object] = {}
+
+    def lookup() -> None:
+        try:
+            outcome["infos"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            outcome["error"] = e
+
+    worker = threading.Thread(target=lookup, name=f"resolve {host}", daemon=True)
+    worker.start()
+    worker.join(max(0.0, timeout))
+    if worker.is_alive():
+        raise RetryableError(f"resolving {host} took longer than {timeout:.1f} s")
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["infos"]  # type: ignore[return-value]
+
+
+def _resolve(host: str, port: int, allow_loopback: bool, timeout: float) -> list[tuple]:
+    try:
+        infos = _getaddrinfo(host, port, timeout)
     except socket.gaierror as e:
         raise FetchError(f"cannot resolve {host}: {e.strerror}") from None
     for info in infos:
@@ -205,7 +235,7 @@ def safe_connect(
     """A socket connected to a checked address of ``host`` (TLS-wrapped when ``tls``).
     ``watch`` is handed each socket as soon as it exists (the deadline watchdog)."""
     last: OSError | None = None
-    for family, type_, proto, _, sockaddr in _resolve(host, port, allow_loopback):
+    for family, type_, proto, _, sockaddr in _resolve(host, port, allow_loopback, connect_timeout):
         sock = socket.socket(family, type_, proto)
         if watch is not None:
             watch(sock)

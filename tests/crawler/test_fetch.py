@@ -94,7 +94,7 @@ def test_connected_peer_is_checked_again(engine):
     """DNS rebinding: the lookup looked fine, the socket ended up on loopback -> refused."""
     port = engine.port
 
-    def resolve_as_public(host, port_, allow_loopback):
+    def resolve_as_public(host, port_, allow_loopback, timeout):
         return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
 
     with mock.patch.object(fetch, "_resolve", side_effect=resolve_as_public):
@@ -281,6 +281,35 @@ def test_deadline_covers_a_tls_handshake_that_never_finishes():
         res = fetch.fetch(url, settings(total_timeout_s=0.8, connect_timeout_s=5.0, read_timeout_s=5.0, retries=0))
         assert not res.ok and "timed out" in res.error, res.error
         assert time.monotonic() - start < 0.8 + 0.4
+
+
+def test_a_name_that_never_resolves_costs_the_connect_timeout_not_the_resolver(engine):
+    """getaddrinfo cannot be interrupted: a resolver that hangs is abandoned after the
+    connect timeout, each try, and the fetch ends within its deadline."""
+    import threading
+
+    release = threading.Event()
+    real = socket.getaddrinfo
+
+    def hanging(host, *args, **kwargs):
+        if host == "slow.example.test":
+            release.wait(10)
+        return real(host, *args, **kwargs)
+
+    try:
+        with mock.patch.object(fetch.socket, "getaddrinfo", side_effect=hanging):
+            start = time.monotonic()
+            res = fetch.fetch(
+                "http://slow.example.test/a.jpg",
+                settings(total_timeout_s=1.0, connect_timeout_s=0.3, retries=5, backoff_s=0.01),
+            )
+            elapsed = time.monotonic() - start
+            assert not res.ok and "resolving slow.example.test took longer than" in res.error, res.error
+            assert elapsed < 1.0 + 0.4, elapsed
+            # An address literal is not looked up in a thread, and still fetches.
+            assert fetch.fetch(engine.image_url("circle", 0), FAST).ok
+    finally:
+        release.set()
 
 
 def test_429_retry_after_in_seconds_is_honoured(engine):
