@@ -27,9 +27,14 @@ For each fold, on the other folds:
   of a Gaussian class exceeds with probability ``off_topic_p_value`` (Hotelling's
   prediction bound, which allows for the estimated mean and covariance), and that the
   classifier, never having seen them, finds more likely not of their class (label
-  quality below ``OFF_TOPIC_MAX_QUALITY`` = 0.5). Pictures of no class at all land
-  here; confident learning cannot count them, since they confidently look like no
-  class. The second condition keeps an unusual picture the classifier still recognises.
+  quality below ``OFF_TOPIC_MAX_QUALITY`` = 0.5); or whose distance exceeds the bound
+  at ``OFF_TOPIC_ALONE_P_VALUE`` = 0.001 whatever the classifier says. Pictures of no
+  class at all land here; confident learning cannot count them, since they confidently
+  look like no class. The classifier's vote keeps an unusual picture it still
+  recognises at the looser bound; at the stricter one a picture of the class lands
+  beyond by chance once in a thousand, so no vote is needed, and with two classes
+  (where the classifier gives a picture of neither class a coin toss) it is the rule
+  that finds the far ones.
 
 At most ``max_fraction`` of a class is pruned, lowest label quality first; the classes
 where that cap bit are reported.
@@ -109,15 +114,17 @@ def confirmed_links(
 OFF_TOPIC_DIMS = 16  # PCA dimensions of the class-conditional Gaussians
 OFF_TOPIC_TRIM = 0.2  # each class's mean is refitted on its 80 % most central pictures
 OFF_TOPIC_MAX_QUALITY = 0.5  # ...and only pictures the classifier finds more likely not of their class
+OFF_TOPIC_ALONE_P_VALUE = 0.001  # ...unless they lie beyond the bound at this p-value: off-topic on distance alone
 
 
 def _class_distances(
-    x_fit: np.ndarray, y_fit: np.ndarray, x: np.ndarray, y: np.ndarray, dims: int, p_value: float
+    x_fit: np.ndarray, y_fit: np.ndarray, x: np.ndarray, y: np.ndarray, dims: int, p_values: Sequence[float]
 ) -> tuple[np.ndarray, np.ndarray]:
     """Squared Mahalanobis distance of each ``x`` to its class ``y``'s mean, under
     Gaussians fitted on (``x_fit``, ``y_fit``): PCA to ``dims``, a shared Ledoit-Wolf
     covariance, class means refitted once on each class's most central pictures; and for
-    each the distance a new picture of its class exceeds with probability ``p_value``.
+    each, (n, len(p_values)), the distances a new picture of its class exceeds with
+    probability ``p_values``.
 
     That limit is Hotelling's prediction bound, not the chi-square quantile: the mean and
     covariance are estimates from a few hundred pictures, so a new picture lands farther
@@ -146,18 +153,18 @@ def _class_distances(
     centred = z - np.stack([means[c] for c in y])
     nu = len(residuals) - len(classes)
     dof = max(1, nu - dims + 1)
-    scale = nu * dims / dof * float(f_dist.ppf(1.0 - p_value, dims, dof))
-    limits = np.array([(1.0 + 1.0 / sizes[c]) * scale for c in y])
+    scale = np.array([nu * dims / dof * float(f_dist.ppf(1.0 - p, dims, dof)) for p in p_values])
+    limits = np.array([(1.0 + 1.0 / sizes[c]) * scale for c in y]).reshape(len(y), len(p_values))
     return np.einsum("nd,de,ne->n", centred, precision, centred), limits
 
 
 def out_of_fold_scores(
-    features: np.ndarray, labels: np.ndarray, folds: int, p_value: float, seed: int = 0
+    features: np.ndarray, labels: np.ndarray, folds: int, p_values: Sequence[float], seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Out of fold (stratified): (n, K) logistic-regression probabilities, each picture's
-    squared Mahalanobis distance to its class and the distance beyond which it is
-    off-topic at ``p_value``. ``labels`` are 0..K-1, every class present at least
-    ``folds`` times."""
+    squared Mahalanobis distance to its class and, (n, len(p_values)), the distances a
+    picture of its class exceeds with probability ``p_values``. ``labels`` are 0..K-1,
+    every class present at least ``folds`` times."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
@@ -165,14 +172,14 @@ def out_of_fold_scores(
     k = int(labels.max()) + 1
     probs = np.zeros((len(labels), k), dtype=np.float64)
     distances = np.zeros(len(labels), dtype=np.float64)
-    limits = np.zeros(len(labels), dtype=np.float64)
+    limits = np.zeros((len(labels), len(p_values)), dtype=np.float64)
     splits = list(StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed).split(x, labels))
     dims = max(1, min(OFF_TOPIC_DIMS, int(min(len(train) for train, _ in splits) * (1 - OFF_TOPIC_TRIM)) - k - 1))
     for train, test in splits:
         clf = LogisticRegression(C=CLASSIFIER_C, max_iter=CLASSIFIER_MAX_ITER)
         clf.fit(x[train], labels[train])
         probs[np.ix_(test, clf.classes_)] = clf.predict_proba(x[test])
-        distances[test], limits[test] = _class_distances(x[train], labels[train], x[test], labels[test], dims, p_value)
+        distances[test], limits[test] = _class_distances(x[train], labels[train], x[test], labels[test], dims, p_values)
     return probs, distances, limits
 
 
@@ -187,6 +194,7 @@ class LabelIssues:
     by_rule: dict[str, int]
     folds: int = 0
     off_topic_limit: float | None = None  # median squared Mahalanobis distance beyond which a picture is off-topic
+    off_topic_alone_limit: float | None = None  # ...and beyond which it is, whatever the classifier says
     skipped: str = ""  # why no classifier ran ("" when it did)
 
 
@@ -220,14 +228,16 @@ def find_label_issues(
     remap = np.full(len(class_names), -1, dtype=np.int64)
     remap[present] = np.arange(len(present))
     y = remap[labels]
-    probs, distances, limits = out_of_fold_scores(features, y, usable, off_topic_p_value, seed)
+    probs, distances, limits = out_of_fold_scores(
+        features, y, usable, (off_topic_p_value, min(off_topic_p_value, OFF_TOPIC_ALONE_P_VALUE)), seed
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # cleanlab warns on tiny or perfectly clean classes
         # One process: cleanlab's worker pool costs more than it saves at these sizes.
         mislabelled = cleanlab_find(y, probs, filter_by="prune_by_noise_rate", n_jobs=1)
         quality = get_label_quality_scores(y, probs)
     suggested = probs.argmax(axis=1)
-    off_topic = (distances > limits) & (quality < OFF_TOPIC_MAX_QUALITY)
+    off_topic = ((distances > limits[:, 0]) & (quality < OFF_TOPIC_MAX_QUALITY)) | (distances > limits[:, 1])
 
     flagged_by_class: dict[int, list[int]] = {i: [] for i in range(len(present))}
     for pos in np.flatnonzero(mislabelled | off_topic):
@@ -248,13 +258,23 @@ def find_label_issues(
                 quality=float(quality[pos]),
                 suggested_class=class_names[present[int(suggested[pos])]],
                 rule=rule,
-                note=f"class distance {distances[pos]:.1f} (off-topic beyond {limits[pos]:.1f})",
+                note=(
+                    f"class distance {distances[pos]:.1f} (off-topic beyond {limits[pos, 0]:.1f} if the classifier "
+                    f"doubts the label, beyond {limits[pos, 1]:.1f} whatever it says)"
+                ),
             )
     by_rule = {MISLABELLED: 0, OFF_TOPIC: 0}
     for issue in issues.values():
         by_rule[issue.rule] += 1
     return LabelIssues(
-        issues, per_class, flagged, sorted(cap_hit), by_rule, folds=usable, off_topic_limit=float(np.median(limits))
+        issues,
+        per_class,
+        flagged,
+        sorted(cap_hit),
+        by_rule,
+        folds=usable,
+        off_topic_limit=float(np.median(limits[:, 0])),
+        off_topic_alone_limit=float(np.median(limits[:, 1])),
     )
 
 
@@ -269,6 +289,12 @@ def label_issue_summary(result: LabelIssues, cap: float, off_topic_p_value: floa
         "folds": result.folds,
         "off_topic_p_value": off_topic_p_value,
         "off_topic_distance_limit": None if result.off_topic_limit is None else round(result.off_topic_limit, 3),
+        "off_topic_alone_p_value": None
+        if off_topic_p_value is None
+        else min(off_topic_p_value, OFF_TOPIC_ALONE_P_VALUE),
+        "off_topic_alone_distance_limit": None
+        if result.off_topic_alone_limit is None
+        else round(result.off_topic_alone_limit, 3),
         "skipped": result.skipped,
     }
 

@@ -94,6 +94,35 @@ def test_the_cap_keeps_the_worst_and_says_it_bit():
     assert block["per_class"]["a"] == 6
 
 
+def test_with_two_classes_a_picture_far_from_its_class_is_off_topic_whatever_the_classifier_says():
+    """Two classes, and in each a few pictures of neither, far off (where such pictures
+    lie) but a little nearer their own class than the other: the classifier gives
+    them their own label (quality > 0.5), so the "far and doubted" rule keeps them; beyond
+    the bound at p 0.001 they are off-topic on distance alone. No clean picture is."""
+    rng = np.random.default_rng(0)
+    dim, per_class, odd = 32, 100, 6
+    centres = np.eye(2, dim) * 6
+    feats, labels, planted = [], [], []
+    for c in range(2):
+        for i in range(per_class):
+            x = centres[c] + rng.normal(size=dim)
+            if i >= per_class - odd:
+                x = 0.6 * centres[c] + 0.4 * centres[1 - c] + rng.normal(size=dim)
+                x[2 + (i % 3)] += 15.0  # far off, where pictures of neither class lie
+                planted.append(len(feats))
+            feats.append(x)
+            labels.append(c)
+    feats, labels = np.array(feats, dtype=np.float32), np.array(labels)
+    result = curate.find_label_issues(feats, labels, ["a", "b"], folds=5, off_topic_p_value=0.03, max_fraction=0.3)
+    assert sorted(result.issues) == planted
+    assert all(i.rule == curate.OFF_TOPIC for i in result.issues.values())
+    assert any(i.quality > 0.5 for i in result.issues.values())  # the classifier would have kept them
+    assert result.off_topic_alone_limit > result.off_topic_limit
+    block = curate.label_issue_summary(result, 0.3, 0.03)
+    assert block["off_topic_alone_p_value"] == curate.OFF_TOPIC_ALONE_P_VALUE
+    assert block["off_topic_alone_distance_limit"] == pytest.approx(result.off_topic_alone_limit, abs=1e-3)
+
+
 def test_label_issues_are_skipped_when_a_class_is_too_small():
     feats, labels = _clusters(30, 0)
     labels[labels == 2] = 0
