@@ -257,22 +257,49 @@ def make_predictor(cfg: KeyclassConfig, found: store.StoredModel | None = None):
     from keyclass.serving.predictor import make_predictor as make
 
     if p.server:
-        predictor = make(
-            p.server,
-            model_name=p.model_name or cfg.model_name,
-            version=p.version or None,
-            label=p.label or None,
-            timeout_s=p.timeout_s,
-            # The served model's label ids index the sorted class list it was trained on.
-            classes=cfg.classes.names,
-            ca_file=p.ca_file or None,
-        )
+
+        def remote(saved_model_dir: str | None = None):
+            return make(
+                p.server,
+                model_name=p.model_name or cfg.model_name,
+                version=p.version or None,
+                label=p.label or None,
+                timeout_s=p.timeout_s,
+                # The served model's label ids index the sorted class list it was trained on.
+                classes=cfg.classes.names,
+                ca_file=p.ca_file or None,
+                saved_model_dir=saved_model_dir,
+            )
+
+        predictor = remote()
+        local_copy = served_copy(cfg, predictor)
+        if local_copy:
+            predictor = remote(local_copy)
     else:
         predictor = make("", model_name=found.model_name, saved_model_dir=found.path)
     classes = sorted(predictor.classes)
     if classes != sorted(cfg.crawl.classes):
         raise ConfigError(f"the model's classes {classes} differ from -c {cfg.crawl.classes}")
     return predictor
+
+
+def served_copy(cfg: KeyclassConfig, predictor) -> str | None:
+    """This home's pushed copy of the version a TF Serving endpoint answers with
+    (``<models>/<model name>/<version>`` holding ``keyclass.json``), or None. TF Serving
+    does not serve ``assets.extra``, so this is where the served model's calibration
+    (temperature, held-out scores, certified thresholds) comes from when keyclass pushed
+    it here; without it ``--target-precision`` cannot be certified over ``--server``."""
+    from keyclass.serving import model_layout
+    from keyclass.serving.types import PredictorError
+
+    try:
+        version = predictor.resolved_version() or predictor.metadata().get("version")
+    except PredictorError:
+        return None  # unreachable now: the prediction itself will say so
+    if not version:
+        return None
+    path = os.path.join(str(cfg.models_dir), predictor.model_name, str(version))
+    return path if os.path.isfile(model_layout.metadata_path(path)) else None
 
 
 def check_predict_paths(cfg: KeyclassConfig, path: str) -> None:

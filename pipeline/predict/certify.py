@@ -134,7 +134,8 @@ def _no_scores(block: dict | None) -> str:
     if not block:
         return (
             "the model carries no calibration record (trained before calibration, or served by TF Serving, "
-            "which does not serve assets.extra/keyclass.json: predict without --server where the model is stored)"
+            "which does not serve assets.extra/keyclass.json, while this keyclass home holds no pushed copy of "
+            "the served version: predict with --home where it was pushed, or without --server)"
         )
     return "the model's calibration record holds no held-out scores"
 
