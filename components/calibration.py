@@ -36,6 +36,14 @@ looked at and the guarantee holds exactly; a biased pilot can only make the orde
 worse, never the certificate wrong. Starting at the very top of the grid instead would
 stop at once whenever few images reach 0.9999.
 
+**Two classes.** There ``max softmax(z / T) = sigmoid(|z1 - z2| / T)``: every temperature
+orders the images alike, so a threshold on the calibrated confidence keeps exactly the
+images some threshold on the raw one (T = 1) keeps. Certification then runs on the raw
+confidence, which no fitted parameter touched, over *every* calibration image (the
+temperature part too, a quarter more images), with the eval split alone as the pilot;
+the certified raw threshold is served as ``sigmoid(logit(λ) / T)`` (:func:`served_threshold`).
+With three classes or more the order depends on T, so the temperature part stays out.
+
 Assumption: the images to be predicted are drawn from the same distribution as the
 calibration split (the crawled, cleaned images). Nothing is promised under a
 distribution shift, for one class alone, or for one image.
@@ -45,7 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -474,9 +482,12 @@ def refusal_message(
     *,
     pilot_confidence: np.ndarray | None = None,
     pilot_correct: np.ndarray | None = None,
+    served: Callable[[float], float] | None = None,
 ) -> str:
     """What to tell a user whose target cannot be certified: the best it can certify,
-    with its coverage, and roughly how many more held-out images per class would do."""
+    with its coverage, and roughly how many more held-out images per class would do.
+    ``served`` turns a threshold in the scores' units into the one the model serves
+    (:meth:`HeldOut.served`; the same when None)."""
     n = len(np.asarray(confidence))
     lines = [
         f"cannot certify precision >= {target:.2%} at {confidence_level:.0%} confidence from the "
@@ -487,7 +498,8 @@ def refusal_message(
     )
     if best is not None:
         lines.append(
-            f"the best it can certify: precision >= {best.target:.2%} at threshold {best.threshold:g} "
+            f"the best it can certify: precision >= {best.target:.2%} at threshold "
+            f"{(served or float)(best.threshold):.6g} "
             f"(coverage {best.coverage:.1%} of the held-out images)"
         )
     else:
@@ -520,12 +532,15 @@ def metadata_block(
     scores: Mapping[str, Any] | None = None,
     temperature_images: int | None = None,
     ece_change_bound: float | None = None,
+    certified_on: str = "calibrated",
 ) -> dict[str, Any]:
     """The ``calibration`` block of ``assets.extra/keyclass.json`` (the shared contract),
     plus the coverage of each certified threshold and the held-out scores that let
     ``predict`` certify other targets and bound any ``-t``. ``images`` counts the
-    images ECE and the certificates were measured on; ``temperature_images`` those T
-    was fitted on."""
+    images ECE was measured on (the certificates too, unless certified on raw
+    confidences); ``temperature_images`` those T was fitted on. ``certified_on``: :data:`RAW` when the certificates were found on raw
+    confidences over every calibration image (two classes), their thresholds converted
+    to served ones; each certificate's image count is in ``certificate_images``."""
 
     def num(x: float) -> float | None:
         return float(x) if x is not None and math.isfinite(x) else None
@@ -541,6 +556,8 @@ def metadata_block(
         "confidence": float(confidence_level),
         "certified_thresholds": {_key(c.target): c.threshold for c in certificates},
         "certified_coverage": {_key(c.target): c.coverage for c in certificates},
+        "certified_on": certified_on,
+        "certificate_images": int(certificates[0].images) if certificates else int(images),
         "scores": dict(scores or {}),
     }
 
@@ -549,19 +566,16 @@ def _key(target: float) -> str:
     return f"{target:g}"
 
 
-def score_record(confidence: np.ndarray, correct: np.ndarray) -> dict[str, list]:
+def score_record(
+    confidence: np.ndarray, correct: np.ndarray, raw_confidence: np.ndarray | None = None
+) -> dict[str, list]:
     """Calibrated confidences (float32 values, as the model serves them) and correctness,
-    JSON-ready."""
+    JSON-ready; with two classes also the raw confidences certification runs on."""
     conf = np.asarray(confidence, dtype=np.float32)
-    return {"confidence": [float(c) for c in conf], "correct": [bool(c) for c in np.asarray(correct, dtype=bool)]}
-
-
-def read_scores(block: Mapping[str, Any] | None, split: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """(confidence, correct) stored under ``scores[split]`` of a calibration block."""
-    rec = ((block or {}).get("scores") or {}).get(split)
-    if not rec:
-        return None
-    return np.asarray(rec["confidence"], dtype=np.float64), np.asarray(rec["correct"], dtype=bool)
+    out = {"confidence": [float(c) for c in conf], "correct": [bool(c) for c in np.asarray(correct, dtype=bool)]}
+    if raw_confidence is not None:
+        out["raw_confidence"] = [float(c) for c in np.asarray(raw_confidence, dtype=np.float32)]
+    return out
 
 
 def calibration_problem(block: Mapping[str, Any] | None) -> str | None:
@@ -587,3 +601,96 @@ def calibration_problem(block: Mapping[str, Any] | None) -> str | None:
                 f"sampling noise (bootstrap lower bound on the increase {bound:.4f})"
             )
     return None
+
+
+# Two classes: certify on the raw confidence ----------------------------------------------
+RAW = "raw"  # the block's ``certified_on`` when certification ran on raw confidences
+
+
+def raw_certifies(classes: int) -> bool:
+    """Whether certification runs on the raw confidence over every calibration image: with
+    two classes, where every temperature orders the images alike (module docstring)."""
+    return classes == 2
+
+
+def _logit(p: float) -> float:
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return math.log(p) - math.log1p(-p)
+
+
+def _sigmoid(x: float) -> float:
+    if x == math.inf:
+        return 1.0
+    if x == -math.inf:
+        return 0.0
+    return 1.0 / (1.0 + math.exp(-x)) if x >= 0 else math.exp(x) / (1.0 + math.exp(x))
+
+
+def served_threshold(raw_threshold: float, temperature: float) -> float:
+    """The calibrated confidence ``sigmoid(logit(λ) / T)`` a two-class model serves exactly
+    where its raw confidence is ``raw_threshold`` (0 and 1 stay)."""
+    return _sigmoid(_logit(float(raw_threshold)) / float(temperature))
+
+
+def raw_threshold(served: float, temperature: float) -> float:
+    """The inverse of :func:`served_threshold`."""
+    return _sigmoid(_logit(float(served)) * float(temperature))
+
+
+def in_served_units(cert: Certificate, temperature: float) -> Certificate:
+    """A certificate found on raw confidences, its thresholds as the model serves them."""
+
+    def conv(x: float | None) -> float | None:
+        return None if x is None else served_threshold(x, temperature)
+
+    return dataclasses.replace(
+        cert,
+        threshold=conv(cert.threshold),
+        start=served_threshold(cert.start, temperature),
+        stopped_at=conv(cert.stopped_at),
+    )
+
+
+@dataclasses.dataclass
+class HeldOut:
+    """The held-out scores a model carries, in the units certification runs on: raw
+    confidences for a two-class model certified on them (``temperature`` set: thresholds
+    convert with :meth:`served` and :meth:`raw`), else calibrated ones."""
+
+    confidence: np.ndarray
+    correct: np.ndarray
+    pilot_confidence: np.ndarray | None = None
+    pilot_correct: np.ndarray | None = None
+    temperature: float | None = None
+
+    def served(self, threshold: float) -> float:
+        """A threshold in certification units, as the model serves it."""
+        return threshold if self.temperature is None else served_threshold(threshold, self.temperature)
+
+    def raw(self, served: float) -> float:
+        """A served threshold in certification units."""
+        return served if self.temperature is None else raw_threshold(served, self.temperature)
+
+
+def held_out(block: Mapping[str, Any] | None, split: str) -> HeldOut | None:
+    """The certifying scores of a calibration block (``scores[split]`` and the pilot), in
+    the units its certificates were found in; None when it holds none."""
+    raw = (block or {}).get("certified_on") == RAW
+    key = "raw_confidence" if raw else "confidence"
+    scores = (block or {}).get("scores") or {}
+    rec, pilot = scores.get(split), scores.get(PILOT)
+    if not rec or key not in rec:
+        return None
+    out = HeldOut(np.asarray(rec[key], dtype=np.float64), np.asarray(rec["correct"], dtype=bool))
+    if pilot and key in pilot:
+        out.pilot_confidence = np.asarray(pilot[key], dtype=np.float64)
+        out.pilot_correct = np.asarray(pilot["correct"], dtype=bool)
+    if raw:
+        t = block.get("temperature")
+        if not isinstance(t, (int, float)) or not math.isfinite(t) or t <= 0:
+            return None
+        out.temperature = float(t)
+    return out

@@ -8,7 +8,9 @@ the risk-coverage curve and certifies the thresholds, so those are honest
 out-of-sample figures and the certificates hold (see :mod:`components.calibration`).
 Not the eval split for T: early stopping chose the epoch by its NLL, which pins its
 best temperature near 1. The eval split and the temperature part, scored with T, are
-the pilot that orders the fixed-sequence test.
+the pilot that orders the fixed-sequence test. With two classes the certificates use
+every calibration image instead, on the raw confidence, with the eval split as the pilot
+(every temperature orders two-class images alike; :mod:`components.calibration`).
 
 Outputs in the Trainer's ``model_run_dir``: ``calibration.json`` (everything below),
 ``reliability.png`` (before and after scaling) and ``risk_coverage.png`` (the certified
@@ -74,6 +76,7 @@ def calibrate(
     calibration images' hashes (they choose the temperature part)."""
     fit = cal.temperature_part(list(cal_keys))
     temperature = cal.fit_temperature(cal_logits[fit], cal_labels[fit])
+    all_logits, all_labels = cal_logits, cal_labels
     fit_logits, fit_labels = cal_logits[fit], cal_labels[fit]
     cal_logits, cal_labels = cal_logits[~fit], cal_labels[~fit]
     raw_conf, raw_ok = _scores(cal_logits, cal_labels, 1.0)
@@ -87,9 +90,38 @@ def calibrate(
     ece_before, ece_after = cal.ece(raw_conf, raw_ok), cal.ece(conf, ok)
     if not np.isfinite(temperature):
         ece_after = float("nan")
-    certificates = [
-        cal.certify(conf, ok, t, confidence_level, pilot_confidence=pilot_conf, pilot_correct=pilot_ok) for t in targets
-    ]
+    raw = cal.raw_certifies(all_logits.shape[1] if all_logits.ndim == 2 else 0) and np.isfinite(temperature)
+    if raw:
+        # Two classes: every T orders the images alike; certify on the raw confidence of
+        # every calibration image, the eval split the pilot (components/calibration.py).
+        cert_conf, cert_ok = _scores(all_logits, all_labels, 1.0)
+        cert_pilot = _scores(eval_logits, eval_labels, 1.0)
+        served_conf, _ = _scores(all_logits, all_labels, temperature)
+        pilot_served, _ = _scores(eval_logits, eval_labels, temperature)
+        certificates = [
+            cal.in_served_units(
+                cal.certify(
+                    cert_conf, cert_ok, t, confidence_level, pilot_confidence=cert_pilot[0], pilot_correct=cert_pilot[1]
+                ),
+                temperature,
+            )
+            for t in targets
+        ]
+        scores = {
+            layout.CALIBRATION_SPLIT: cal.score_record(served_conf, cert_ok, raw_confidence=cert_conf),
+            cal.PILOT: cal.score_record(pilot_served, cert_pilot[1], raw_confidence=cert_pilot[0]),
+        }
+        certifying = (served_conf, cert_ok)
+    else:
+        certificates = [
+            cal.certify(conf, ok, t, confidence_level, pilot_confidence=pilot_conf, pilot_correct=pilot_ok)
+            for t in targets
+        ]
+        scores = {
+            layout.CALIBRATION_SPLIT: cal.score_record(conf, ok),
+            cal.PILOT: cal.score_record(pilot_conf, pilot_ok),
+        }
+        certifying = (conf, ok)
     block = cal.metadata_block(
         temperature=temperature,
         ece_before=ece_before,
@@ -101,18 +133,21 @@ def calibrate(
         else None,
         certificates=certificates,
         confidence_level=confidence_level,
-        scores={
-            layout.CALIBRATION_SPLIT: cal.score_record(conf, ok),
-            cal.PILOT: cal.score_record(pilot_conf, pilot_ok),
-        },
+        scores=scores,
+        certified_on=cal.RAW if raw else "calibrated",
     )
     report = {
         "temperature": block["temperature"],
         "fitted_on": {"split": f"{layout.CALIBRATION_SPLIT} (temperature part)", "images": int(len(fit_labels))},
         "measured_on": {"split": f"{layout.CALIBRATION_SPLIT} (the rest)", "images": int(len(cal_labels))},
         "pilot": {
-            "splits": [layout.EVAL_SPLIT, f"{layout.CALIBRATION_SPLIT} (temperature part)"],
-            "images": int(len(pilot_ok)),
+            "splits": [layout.EVAL_SPLIT] + ([] if raw else [f"{layout.CALIBRATION_SPLIT} (temperature part)"]),
+            "images": int(len(eval_labels) if raw else len(pilot_ok)),
+        },
+        "certified_on": {
+            "confidence": "raw (two classes: every temperature orders the images alike)" if raw else "calibrated",
+            "split": layout.CALIBRATION_SPLIT if raw else f"{layout.CALIBRATION_SPLIT} (the rest)",
+            "images": int(len(certifying[1])),
         },
         "ece_bins": cal.ECE_BINS,
         "ece_before": block["ece_before"],
@@ -132,7 +167,7 @@ def calibrate(
         "temperature": temperature,
         "block": block,
         "report": report,
-        "arrays": {"raw": (raw_conf, raw_ok), "calibrated": (conf, ok)},
+        "arrays": {"raw": (raw_conf, raw_ok), "calibrated": (conf, ok), "certifying": certifying},
         "certificates": certificates,
     }
 
@@ -215,10 +250,10 @@ def write_reports(result: dict[str, Any], out_dir: str) -> list[str]:
         fig.savefig(f, format="png", dpi=80)
     plt.close(fig)
 
-    conf, ok = result["arrays"]["calibrated"]
+    conf, ok = result["arrays"]["certifying"]
     fig, ax = plt.subplots(figsize=(6, 4.5))
     coverage, risk = cal.risk_coverage(conf, ok)
-    ax.plot(coverage, risk, "-", label=f"selective risk (AURC {_or_nan(report['aurc']):.4f})")
+    ax.plot(coverage, risk, "-", label=f"selective risk (AURC {cal.aurc(conf, ok):.4f})")
     for c in result["certificates"]:
         ax.axhline(1 - c.target, ls=":", lw=0.8, color="gray")
         if c.certified:

@@ -70,24 +70,24 @@ def choose_threshold(
 ) -> ThresholdChoice:
     """The threshold to apply; raises ConfigError when ``target_precision`` cannot be
     certified (or the model carries nothing to certify it with)."""
-    held = cal.read_scores(block, layout.CALIBRATION_SPLIT)
-    pilot = cal.read_scores(block, cal.PILOT)
+    held = cal.held_out(block, layout.CALIBRATION_SPLIT)
     if target_precision:
-        return _for_target(block, held, pilot, classes, target_precision, confidence)
+        return _for_target(block, held, classes, target_precision, confidence)
     choice = ThresholdChoice(threshold, "threshold", confidence)
     if held is None:
         choice.note = _no_scores(block)
         return choice
-    conf, ok = held
+    conf, ok = held.confidence, held.correct
+    at = held.raw(threshold)  # the same images, in the units the scores are in
     choice.held_out_images = len(conf)
-    choice.certified_lower_bound = cal.precision_lower_bound(conf, ok, threshold, confidence)
-    choice.held_out_coverage = float((conf >= threshold).mean()) if len(conf) else None
+    choice.certified_lower_bound = cal.precision_lower_bound(conf, ok, at, confidence)
+    choice.held_out_coverage = float((conf >= at).mean()) if len(conf) else None
     if choice.certified_lower_bound is None:
         choice.note = f"no held-out image reaches confidence {threshold:g}: nothing is certified at this threshold"
     return choice
 
 
-def _for_target(block, held, pilot, classes: int, target: float, confidence: float) -> ThresholdChoice:
+def _for_target(block, held: cal.HeldOut | None, classes: int, target: float, confidence: float) -> ThresholdChoice:
     if held is None:
         recorded = (block or {}).get("certified_thresholds") or {}
         key = f"{target:g}"
@@ -105,20 +105,24 @@ def _for_target(block, held, pilot, classes: int, target: float, confidence: flo
             raise ConfigError(f"--target-precision {target:g}: the model could not certify it when it was trained")
         coverage = ((block or {}).get("certified_coverage") or {}).get(key)
         return ThresholdChoice(
-            float(recorded[key]), "target_precision", confidence, target, target, block.get("images"), coverage
+            float(recorded[key]),
+            "target_precision",
+            confidence,
+            target,
+            target,
+            block.get("certificate_images", block.get("images")),
+            coverage,
         )
-    conf, ok = held
-    pilot_conf, pilot_ok = pilot if pilot is not None else (None, None)
-    cert = cal.certify(conf, ok, target, confidence, pilot_confidence=pilot_conf, pilot_correct=pilot_ok)
+    conf, ok = held.confidence, held.correct
+    pilot = {"pilot_confidence": held.pilot_confidence, "pilot_correct": held.pilot_correct}
+    cert = cal.certify(conf, ok, target, confidence, **pilot)
     if not cert.certified:
         raise ConfigError(
             "--target-precision: "
-            + cal.refusal_message(
-                target, confidence, conf, ok, classes, pilot_confidence=pilot_conf, pilot_correct=pilot_ok
-            )
+            + cal.refusal_message(target, confidence, conf, ok, classes, served=held.served, **pilot)
         )
     return ThresholdChoice(
-        cert.threshold,
+        held.served(cert.threshold),
         "target_precision",
         confidence,
         target,
@@ -153,14 +157,15 @@ def format_certificates(block: dict | None, classes: int) -> str:
         else f"calibration: FAILED (temperature {t!r})"
     ]
     coverage = block.get("certified_coverage") or {}
-    held = cal.read_scores(block, layout.CALIBRATION_SPLIT)
+    held = cal.held_out(block, layout.CALIBRATION_SPLIT)
     for key, threshold in (block.get("certified_thresholds") or {}).items():
         if threshold is None:
             more = ""
-            needed = cal.images_needed(*held, float(key), conf) if held is not None else None
+            needed = cal.images_needed(held.confidence, held.correct, float(key), conf) if held is not None else None
+            n = len(held.confidence) if held is not None else images
             if needed is not None:
-                more = f" (about {max(1, math.ceil((needed - images) / max(classes, 1)))} more per class would do)"
-            lines.append(f"  precision >= {float(key):.1%}: not certifiable on {images} held-out images{more}")
+                more = f" (about {max(1, math.ceil((needed - n) / max(classes, 1)))} more per class would do)"
+            lines.append(f"  precision >= {float(key):.1%}: not certifiable on {n} held-out images{more}")
         else:
             cov = coverage.get(key)
             cov_txt = f", coverage {cov:.1%} of held-out images" if isinstance(cov, (int, float)) else ""
