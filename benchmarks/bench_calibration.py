@@ -145,9 +145,17 @@ def _ece_line(label: str, logits: np.ndarray, labels: np.ndarray, temps: dict[st
     return eces
 
 
-def gate(logits: np.ndarray, labels: np.ndarray, sizes: tuple[int, ...] = (400, 1000, 2000), rounds: int = 100) -> None:
+def gate(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    pilot_eval: tuple[np.ndarray, np.ndarray],
+    sizes: tuple[int, ...] = (400, 1000, 2000),
+    rounds: int = 100,
+) -> None:
     """How often the Pusher's rule would refuse a model whose scaling helps on the whole
-    held-out set: "ECE after > before" alone, and beyond the bootstrap's noise bound."""
+    held-out set: "ECE after > before" alone, and the Pusher's own rule
+    (``calibration_problem``: worse beyond the bootstrap's noise bound), each on the
+    calibration block the Trainer's ``calibrate`` writes for a calibration split of m."""
     ok_all = logits.argmax(1) == labels
     t_all = cal.fit_temperature(logits, labels)
     before = cal.ece(cal.softmax(logits).max(1), ok_all)
@@ -158,13 +166,11 @@ def gate(logits: np.ndarray, labels: np.ndarray, sizes: tuple[int, ...] = (400, 
         literal = bounded = 0
         for _ in range(rounds):
             idx = rng.choice(len(labels), m, replace=False)
-            fit = cal.temperature_part([str(i) for i in idx])
-            t = cal.fit_temperature(logits[idx[fit]], labels[idx[fit]])
-            rest = idx[~fit]
-            raw, conf, ok = cal.softmax(logits[rest]).max(1), cal.softmax(logits[rest], t).max(1), ok_all[rest]
-            b, a = cal.ece(raw, ok), cal.ece(conf, ok)
-            literal += a > b
-            bounded += a > b and cal.ece_change_lower_bound(raw, conf, ok) > 0
+            block = calibrate.calibrate(
+                *pilot_eval, logits[idx], labels[idx], np.array([str(i) for i in idx]), targets=(0.95,)
+            )["block"]
+            literal += block["ece_after"] > block["ece_before"]
+            bounded += cal.calibration_problem(block) is not None
         print(
             f"    calibration split of {m:>5}: refused by 'ECE after > before' in {literal / rounds:5.1%}, "
             f"by 'worse beyond the bootstrap bound' in {bounded / rounds:5.1%}"
@@ -355,16 +361,20 @@ def main(argv: list[str] | None = None) -> None:
                 **{f"{s}_{k}": v[i] for s, v in out.items() for i, k in enumerate(("logits", "labels"))},
             )
         logits, labels = out["calibration"]
-        fit = cal.temperature_part([str(i) for i in range(len(labels))])
-        temps = {
-            "T on the temperature part": cal.fit_temperature(logits[fit], labels[fit]),
-            "T on eval": cal.fit_temperature(*out["eval"]),
-        }
-        print(f"[{name}] " + ", ".join(f"{k}: {v:.3f}" for k, v in temps.items()) + f" ({fit.sum()} images)")
-        _ece_line("calibration split, the rest (demo-sized)", logits[~fit], labels[~fit], temps)
+        ours = calibrate.calibrate(*out["eval"], logits, labels, np.array([str(i) for i in range(len(labels))]))
+        report = ours["report"]
+        temps = {"keyclass's T": ours["temperature"], "T on eval": cal.fit_temperature(*out["eval"])}
+        print(
+            f"[{name}] keyclass's T: {ours['temperature']:.3f} (on {report['fitted_on']['split']}, "
+            f"{report['fitted_on']['images']} images); T on eval: {temps['T on eval']:.3f}"
+        )
+        print(
+            f"  as keyclass measures it, on {report['measured_on']['split']} ({report['measured_on']['images']} "
+            f"images): ECE {report['ece_before']:.2%} -> {report['ece_after']:.2%}"
+        )
         _ece_line("held-out pool", *out["pool"], temps)
         both = tuple(np.concatenate([out["calibration"][i], out["pool"][i]]) for i in range(2))
-        gate(*both)
+        gate(*both, out["eval"])
         for target in (float(x) for x in args.targets.split(",")):
             resample(*both, out["eval"], target, args.resamples, args.confidence)
             sweep(*both, out["eval"], target, args.sweep_resamples, args.confidence)

@@ -158,6 +158,18 @@ def temperature_part(
     return mask
 
 
+def hash_folds(keys: Sequence[str], folds: int) -> np.ndarray:
+    """Each image's fold, 0..folds-1: the images ranked by ``sha256("fold:" + key)`` and
+    dealt out in turn, so the folds are as even as can be and depend on the hashes
+    alone (not on the model's answers)."""
+    import hashlib
+
+    ranks = sorted(range(len(keys)), key=lambda i: (hashlib.sha256(f"fold:{keys[i]}".encode()).hexdigest(), i))
+    out = np.zeros(len(keys), dtype=np.int64)
+    out[ranks] = np.arange(len(keys)) % folds
+    return out
+
+
 # ECE and reliability ------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class ReliabilityBin:

@@ -19,6 +19,7 @@ thresholds marked).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from typing import Any
@@ -60,6 +61,9 @@ def _scores(logits: np.ndarray, labels: np.ndarray, temperature: float) -> tuple
     return probs.max(axis=1).astype(np.float64), probs.argmax(axis=1) == labels
 
 
+TWO_CLASS_FOLDS = 5  # two classes: T on every calibration image, ECE out of fold
+
+
 def calibrate(
     eval_logits: np.ndarray,
     eval_labels: np.ndarray,
@@ -73,102 +77,157 @@ def calibrate(
     """Everything the calibration step decides, as plain data: ``temperature``,
     ``block`` (the model metadata's ``calibration`` record) and ``report`` (for
     ``calibration.json``), plus the score arrays the plots need. ``cal_keys`` are the
-    calibration images' hashes (they choose the temperature part)."""
-    fit = cal.temperature_part(list(cal_keys))
-    temperature = cal.fit_temperature(cal_logits[fit], cal_labels[fit])
-    all_logits, all_labels = cal_logits, cal_labels
-    fit_logits, fit_labels = cal_logits[fit], cal_labels[fit]
-    cal_logits, cal_labels = cal_logits[~fit], cal_labels[~fit]
-    raw_conf, raw_ok = _scores(cal_logits, cal_labels, 1.0)
-    conf, ok = _scores(cal_logits, cal_labels, temperature)
-    pilot_conf, pilot_ok = (
-        np.concatenate(parts)
-        for parts in zip(
-            _scores(eval_logits, eval_labels, temperature), _scores(fit_logits, fit_labels, temperature), strict=True
-        )
-    )
+    calibration images' hashes (they choose the temperature part, or the folds)."""
+    classes = cal_logits.shape[1] if cal_logits.ndim == 2 else 0
+    if cal.raw_certifies(classes) and len(cal_labels) >= TWO_CLASS_FOLDS:
+        d = _two_class_design(eval_logits, eval_labels, cal_logits, cal_labels, cal_keys, targets, confidence_level)
+    else:
+        d = _split_design(eval_logits, eval_labels, cal_logits, cal_labels, cal_keys, targets, confidence_level)
+    temperature = d["temperature"]
+    (raw_conf, raw_ok), (conf, ok) = d["before"], d["after"]
     ece_before, ece_after = cal.ece(raw_conf, raw_ok), cal.ece(conf, ok)
     if not np.isfinite(temperature):
         ece_after = float("nan")
-    raw = cal.raw_certifies(all_logits.shape[1] if all_logits.ndim == 2 else 0) and np.isfinite(temperature)
-    if raw:
-        # Two classes: every T orders the images alike; certify on the raw confidence of
-        # every calibration image, the eval split the pilot (components/calibration.py).
-        cert_conf, cert_ok = _scores(all_logits, all_labels, 1.0)
-        cert_pilot = _scores(eval_logits, eval_labels, 1.0)
-        served_conf, _ = _scores(all_logits, all_labels, temperature)
-        pilot_served, _ = _scores(eval_logits, eval_labels, temperature)
-        certificates = [
-            cal.in_served_units(
-                cal.certify(
-                    cert_conf, cert_ok, t, confidence_level, pilot_confidence=cert_pilot[0], pilot_correct=cert_pilot[1]
-                ),
-                temperature,
-            )
-            for t in targets
-        ]
-        scores = {
-            layout.CALIBRATION_SPLIT: cal.score_record(served_conf, cert_ok, raw_confidence=cert_conf),
-            cal.PILOT: cal.score_record(pilot_served, cert_pilot[1], raw_confidence=cert_pilot[0]),
-        }
-        certifying = (served_conf, cert_ok)
-    else:
-        certificates = [
-            cal.certify(conf, ok, t, confidence_level, pilot_confidence=pilot_conf, pilot_correct=pilot_ok)
-            for t in targets
-        ]
-        scores = {
-            layout.CALIBRATION_SPLIT: cal.score_record(conf, ok),
-            cal.PILOT: cal.score_record(pilot_conf, pilot_ok),
-        }
-        certifying = (conf, ok)
     block = cal.metadata_block(
         temperature=temperature,
         ece_before=ece_before,
         ece_after=ece_after,
-        images=len(cal_labels),
-        temperature_images=len(fit_labels),
+        images=len(ok),
+        temperature_images=d["temperature_images"],
         ece_change_bound=cal.ece_change_lower_bound(raw_conf, conf, ok, confidence_level)
         if np.isfinite(temperature)
         else None,
-        certificates=certificates,
+        certificates=d["certificates"],
         confidence_level=confidence_level,
-        scores=scores,
-        certified_on=cal.RAW if raw else "calibrated",
+        scores=d["scores"],
+        certified_on=d["certified_on"],
     )
     report = {
         "temperature": block["temperature"],
-        "fitted_on": {"split": f"{layout.CALIBRATION_SPLIT} (temperature part)", "images": int(len(fit_labels))},
-        "measured_on": {"split": f"{layout.CALIBRATION_SPLIT} (the rest)", "images": int(len(cal_labels))},
-        "pilot": {
-            "splits": [layout.EVAL_SPLIT] + ([] if raw else [f"{layout.CALIBRATION_SPLIT} (temperature part)"]),
-            "images": int(len(eval_labels) if raw else len(pilot_ok)),
-        },
+        "fitted_on": d["fitted_on"],
+        "measured_on": d["measured_on"],
+        "pilot": d["pilot"],
         "certified_on": {
-            "confidence": "raw (two classes: every temperature orders the images alike)" if raw else "calibrated",
-            "split": layout.CALIBRATION_SPLIT if raw else f"{layout.CALIBRATION_SPLIT} (the rest)",
-            "images": int(len(certifying[1])),
+            "confidence": "raw (two classes: every temperature orders the images alike)"
+            if d["certified_on"] == cal.RAW
+            else "calibrated",
+            "split": d["certifying_split"],
+            "images": int(len(d["certifying"][1])),
         },
         "ece_bins": cal.ECE_BINS,
         "ece_before": block["ece_before"],
         "ece_after": block["ece_after"],
-        "nll_before": _finite(cal.nll(cal_logits, cal_labels, 1.0)) if len(cal_labels) else None,
-        "nll_after": _finite(cal.nll(cal_logits, cal_labels, temperature))
-        if len(cal_labels) and np.isfinite(temperature)
-        else None,
+        "nll_before": _finite(d["nll"][0]),
+        "nll_after": _finite(d["nll"][1]) if np.isfinite(temperature) else None,
         "accuracy": float(ok.mean()) if len(ok) else None,
         "aurc": _finite(cal.aurc(conf, ok)),
         "reliability_before": _bins(raw_conf, raw_ok),
         "reliability_after": _bins(conf, ok),
-        "certificates": [c.to_dict() for c in certificates],
+        "certificates": [c.to_dict() for c in d["certificates"]],
         "problem": cal.calibration_problem(block),
     }
     return {
         "temperature": temperature,
         "block": block,
         "report": report,
-        "arrays": {"raw": (raw_conf, raw_ok), "calibrated": (conf, ok), "certifying": certifying},
+        "arrays": {"raw": (raw_conf, raw_ok), "calibrated": (conf, ok), "certifying": d["certifying"]},
+        "certificates": d["certificates"],
+    }
+
+
+def _split_design(eval_logits, eval_labels, cal_logits, cal_labels, cal_keys, targets, confidence_level) -> dict:
+    """Three classes or more: T on the temperature part; ECE and the certificates on the
+    rest, ordered by a pilot of eval and the temperature part (all scored with T)."""
+    fit = cal.temperature_part(list(cal_keys))
+    temperature = cal.fit_temperature(cal_logits[fit], cal_labels[fit])
+    fit_logits, fit_labels = cal_logits[fit], cal_labels[fit]
+    rest_logits, rest_labels = cal_logits[~fit], cal_labels[~fit]
+    raw_conf, raw_ok = _scores(rest_logits, rest_labels, 1.0)
+    conf, ok = _scores(rest_logits, rest_labels, temperature)
+    pilot_conf, pilot_ok = (
+        np.concatenate(parts)
+        for parts in zip(
+            _scores(eval_logits, eval_labels, temperature), _scores(fit_logits, fit_labels, temperature), strict=True
+        )
+    )
+    certificates = [
+        cal.certify(conf, ok, t, confidence_level, pilot_confidence=pilot_conf, pilot_correct=pilot_ok) for t in targets
+    ]
+    n = len(rest_labels)
+    return {
+        "temperature": temperature,
+        "before": (raw_conf, raw_ok),
+        "after": (conf, ok),
+        "nll": (
+            cal.nll(rest_logits, rest_labels, 1.0) if n else float("nan"),
+            cal.nll(rest_logits, rest_labels, temperature) if n and np.isfinite(temperature) else float("nan"),
+        ),
+        "temperature_images": int(fit.sum()),
         "certificates": certificates,
+        "scores": {
+            layout.CALIBRATION_SPLIT: cal.score_record(conf, ok),
+            cal.PILOT: cal.score_record(pilot_conf, pilot_ok),
+        },
+        "certified_on": "calibrated",
+        "certifying": (conf, ok),
+        "certifying_split": f"{layout.CALIBRATION_SPLIT} (the rest)",
+        "fitted_on": {"split": f"{layout.CALIBRATION_SPLIT} (temperature part)", "images": int(fit.sum())},
+        "measured_on": {"split": f"{layout.CALIBRATION_SPLIT} (the rest)", "images": int(n)},
+        "pilot": {
+            "splits": [layout.EVAL_SPLIT, f"{layout.CALIBRATION_SPLIT} (temperature part)"],
+            "images": int(len(pilot_ok)),
+        },
+    }
+
+
+def _two_class_design(eval_logits, eval_labels, cal_logits, cal_labels, cal_keys, targets, confidence_level) -> dict:
+    """Two classes: every temperature orders the images alike, so certification needs no
+    T (raw confidence, every calibration image, eval the pilot) and T can use every image
+    too. ECE after scaling is then measured out of fold: each fold scored with the T
+    fitted on the other folds (folds by image hash), so it stays an out-of-sample figure
+    for the same fitting rule."""
+    temperature = cal.fit_temperature(cal_logits, cal_labels)
+    folds = cal.hash_folds(list(cal_keys), TWO_CLASS_FOLDS)
+    raw_conf, ok = _scores(cal_logits, cal_labels, 1.0)
+    oof = np.zeros(len(cal_labels))
+    nll_after = 0.0
+    for f in range(TWO_CLASS_FOLDS):
+        held = folds == f
+        if not held.any():
+            continue
+        t_f = cal.fit_temperature(cal_logits[~held], cal_labels[~held])
+        t_f = t_f if np.isfinite(t_f) else 1.0
+        oof[held] = _scores(cal_logits[held], cal_labels[held], t_f)[0]
+        nll_after += cal.nll(cal_logits[held], cal_labels[held], t_f) * held.sum() / len(cal_labels)
+    pilot = _scores(eval_logits, eval_labels, 1.0)
+    finite = np.isfinite(temperature)
+    served = _scores(cal_logits, cal_labels, temperature)[0] if finite else raw_conf
+    pilot_served = _scores(eval_logits, eval_labels, temperature)[0] if finite else pilot[0]
+    certificates = []
+    for t in targets:
+        c = cal.certify(raw_conf, ok, t, confidence_level, pilot_confidence=pilot[0], pilot_correct=pilot[1])
+        certificates.append(cal.in_served_units(c, temperature) if finite else dataclasses.replace(c, threshold=None))
+    n = len(cal_labels)
+    return {
+        "temperature": temperature,
+        "before": (raw_conf, ok),
+        "after": (oof, ok),
+        "nll": (cal.nll(cal_logits, cal_labels, 1.0), nll_after),
+        "temperature_images": int(n),
+        "certificates": certificates,
+        "scores": {
+            layout.CALIBRATION_SPLIT: cal.score_record(served, ok, raw_confidence=raw_conf),
+            cal.PILOT: cal.score_record(pilot_served, pilot[1], raw_confidence=pilot[0]),
+        },
+        "certified_on": cal.RAW if finite else "calibrated",
+        "certifying": (served, ok),
+        "certifying_split": layout.CALIBRATION_SPLIT,
+        "fitted_on": {"split": layout.CALIBRATION_SPLIT, "images": int(n)},
+        "measured_on": {
+            "split": f"{layout.CALIBRATION_SPLIT} (out of fold: {TWO_CLASS_FOLDS} folds by image hash)",
+            "images": int(n),
+        },
+        "pilot": {"splits": [layout.EVAL_SPLIT], "images": int(len(eval_labels))},
     }
 
 

@@ -120,15 +120,19 @@ def test_run_fn_trains_both_phases_and_exports(records, tmp_path):
     assert {"temperature", "ece_before", "ece_after", "bins", "images", "confidence", "certified_thresholds"} <= set(
         block
     )
-    # A quarter of the 40 calibration images fits T, the other 30 measure and certify.
-    assert block["bins"] == 15 and block["images"] == 30 and block["temperature_images"] == 10
+    # Two classes: all 40 calibration images fit T (ECE out of fold) and certify, on the
+    # raw confidence, with the 40 eval images as the pilot.
+    assert block["bins"] == 15 and block["images"] == 40 and block["temperature_images"] == 40
+    assert block["certified_on"] == "raw" and block["certificate_images"] == 40
     assert block["confidence"] == 0.9
     assert set(block["certified_thresholds"]) == {"0.95", "0.99", "0.995"}
     assert np.isclose(float(loaded.temperature.numpy()), block["temperature"], rtol=1e-6)
-    assert len(block["scores"]["calibration"]["confidence"]) == 30 and len(block["scores"]["pilot"]["correct"]) == 50
+    calibration_scores = block["scores"]["calibration"]
+    assert len(calibration_scores["confidence"]) == len(calibration_scores["raw_confidence"]) == 40
+    assert len(block["scores"]["pilot"]["correct"]) == 40
     report = json.loads((tmp_path / "run" / "calibration.json").read_text())
-    assert report["fitted_on"] == {"split": "calibration (temperature part)", "images": 10}
-    assert report["measured_on"] == {"split": "calibration (the rest)", "images": 30}
+    assert report["fitted_on"] == {"split": "calibration", "images": 40}
+    assert report["measured_on"] == {"split": "calibration (out of fold: 5 folds by image hash)", "images": 40}
     assert report["ece_before"] == block["ece_before"] and report["ece_after"] == block["ece_after"]
     for png in ("reliability.png", "risk_coverage.png"):
         assert (tmp_path / "run" / png).stat().st_size > 1000, png

@@ -1,7 +1,8 @@
 """Two classes: every temperature orders the images alike, so certification runs on the
-raw confidence over every calibration image (the temperature part too) and its
-thresholds are served as sigmoid(logit(λ) / T). A quarter more images is what lets a
-small two-class crawl certify 0.99 at all (230 error-free kept images at 90 %)."""
+raw confidence over every calibration image and its thresholds are served as
+sigmoid(logit(λ) / T); T too is fitted on every image, and ECE after scaling is measured
+out of fold. A third more certifying images is what lets a small two-class crawl
+certify 0.99 at all (230 error-free kept images at 90 %)."""
 
 from __future__ import annotations
 
@@ -44,9 +45,18 @@ def test_two_classes_certify_on_every_calibration_image_and_three_on_the_rest():
     r2 = calibrate.calibrate(ev2, ev2_y, c2, c2_y, k2)
     block = r2["block"]
     assert block["certified_on"] == cal.RAW and block["certificate_images"] == 300
-    fit = cal.temperature_part(list(k2))
-    assert block["images"] == 300 - fit.sum() and block["temperature_images"] == fit.sum()
+    # T on every calibration image; ECE after scaling out of fold (T of the other folds).
+    assert block["images"] == block["temperature_images"] == 300
     t = r2["temperature"]
+    assert t == pytest.approx(cal.fit_temperature(c2, c2_y))
+    folds = cal.hash_folds(list(k2), calibrate.TWO_CLASS_FOLDS)
+    oof = np.zeros(300)
+    for f in range(calibrate.TWO_CLASS_FOLDS):
+        m = folds == f
+        oof[m] = cal.softmax(c2[m], cal.fit_temperature(c2[~m], c2_y[~m])).astype(np.float32).max(1)
+    correct = cal.softmax(c2).argmax(1) == c2_y
+    assert block["ece_after"] == pytest.approx(cal.ece(oof, correct))
+    assert sorted(np.bincount(folds).tolist()) == [60] * 5
     # The certificate is Learn-then-Test on the raw confidence of all 300, eval the pilot.
     raw, ok = cal.softmax(c2).max(1), cal.softmax(c2).argmax(1) == c2_y
     pilot = cal.softmax(ev2).max(1), cal.softmax(ev2).argmax(1) == ev2_y
@@ -59,7 +69,7 @@ def test_two_classes_certify_on_every_calibration_image_and_three_on_the_rest():
             assert c.threshold is None
     # 300 error-free images certify 0.99; the 225 of the rest alone could not (230 needed).
     assert block["certified_thresholds"]["0.99"] is not None
-    rest = ~fit
+    rest = ~cal.temperature_part(list(k2))
     assert not cal.certify(raw[rest], ok[rest], 0.99).certified
     stored = block["scores"]["calibration"]
     assert len(stored["raw_confidence"]) == len(stored["confidence"]) == 300
