@@ -230,6 +230,9 @@ CALIBRATION_BLOCK = {
     "ece_after": 0.012,
     "bins": 15,
     "images": 40,
+    "temperature_images": 40,
+    "certified_on": "raw",  # two classes (components/calibration.py)
+    "certificate_images": 40,
     "confidence": 0.9,
     "certified_thresholds": {"0.95": 0.91, "0.99": 0.985, "0.995": None},
     "certified_coverage": {"0.95": 0.83, "0.99": 0.61, "0.995": None},

@@ -85,6 +85,7 @@ def test_data_training_gate_prediction_calibration_gallery(full):
     # Prediction-time ECE as a percentage, like the terminal's, and AURC as a number.
     assert '<div class="v">3.00%</div><div class="k">ECE (lower is better)' in html
     assert "threshold <b>0.985</b>, coverage 61.0%" in html
+    assert "certified on</td><td>the raw confidence of all 40 held-out images" in html  # two classes
     flat = " ".join(html.split())
     assert "precision at least <b>71.0%</b> with 90.0% confidence, from 63 held-out images" in flat
     for name in ("reliability.png", "risk_coverage.png", "certified precision lower bound", "selective accuracy"):
