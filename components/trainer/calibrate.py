@@ -206,7 +206,12 @@ def _two_class_design(eval_logits, eval_labels, cal_logits, cal_labels, cal_keys
     certificates = []
     for t in targets:
         c = cal.certify(raw_conf, ok, t, confidence_level, pilot_confidence=pilot[0], pilot_correct=pilot[1])
-        certificates.append(cal.in_served_units(c, temperature) if finite else dataclasses.replace(c, threshold=None))
+        # Without a finite T nothing can be served (the Pusher refuses the model): no threshold.
+        certificates.append(
+            cal.in_served_units(c, temperature)
+            if finite
+            else dataclasses.replace(c, threshold=None, coverage=None, kept=0, errors=0)
+        )
     n = len(cal_labels)
     return {
         "temperature": temperature,

@@ -102,3 +102,14 @@ def test_predict_recertifies_a_two_class_model_as_the_trainer_did():
     assert choice.certified_lower_bound == pytest.approx(
         cal.precision_lower_bound(raw.astype(np.float32).astype(np.float64), ok, lam)
     )
+
+
+def test_a_failed_two_class_calibration_serves_no_threshold():
+    ev, ev_y, _ = _logits(50, 2, 8)
+    c, c_y, k = _logits(100, 2, 9)
+    c[0, 0] = np.nan  # the temperature cannot be fitted: the Pusher refuses the model
+    result = calibrate.calibrate(ev, ev_y, c, c_y, k)
+    block = result["block"]
+    assert block["temperature"] is None and block["certified_on"] == "calibrated"
+    assert set(block["certified_thresholds"].values()) == {None} == set(block["certified_coverage"].values())
+    assert result["report"]["problem"]
