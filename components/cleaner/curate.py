@@ -259,8 +259,8 @@ def find_label_issues(
                 suggested_class=class_names[present[int(suggested[pos])]],
                 rule=rule,
                 note=(
-                    f"class distance {distances[pos]:.1f} (off-topic beyond {limits[pos, 0]:.1f} if the classifier "
-                    f"doubts the label, beyond {limits[pos, 1]:.1f} whatever it says)"
+                    f"class distance {distances[pos]:.1f} (off-topic beyond {limits[pos, 0]:.1f} if doubted, "
+                    f"{limits[pos, 1]:.1f} alone)"
                 ),
             )
     by_rule = {MISLABELLED: 0, OFF_TOPIC: 0}
