@@ -53,7 +53,7 @@ class CleanConfig:
     balance: bool = True
     eval_fraction: float = 0.2
     # Held out from training, early stopping and model choice: ECE and certified
-    # thresholds are measured on it (see components/calibration.py).
+    # thresholds are measured on it (see components/calibration/).
     calibration_fraction: float = 0.25
     jpeg_quality: int = 95
     max_image_pixels: int = 64_000_000

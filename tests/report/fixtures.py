@@ -231,7 +231,7 @@ CALIBRATION_BLOCK = {
     "bins": 15,
     "images": 40,
     "temperature_images": 40,
-    "certified_on": "raw",  # two classes (components/calibration.py)
+    "certified_on": "raw",  # two classes (components/calibration/)
     "certificate_images": 40,
     "confidence": 0.9,
     "certified_thresholds": {"0.95": 0.91, "0.99": 0.985, "0.995": None},
