@@ -41,8 +41,8 @@ import imagehash
 import numpy as np
 from PIL import Image
 
+from keyclass.components.backbones.embed import Embedder, Embeddings
 from keyclass.components.cleaner import curate, curation, dedup, funnel, stages
-from keyclass.components.cleaner.embed import Embedder, Embeddings
 from keyclass.components.cleaner.settings import CleanerSettings
 from tests.fixtures import products
 

@@ -7,7 +7,7 @@ pHash rule alone, prunes nothing, and says so in the report (``curation.mode`` =
 ``phash_only`` with its ``reason``).
 
 Runs in the executor process; TensorFlow is imported only when there is a backbone to
-run (:mod:`components.cleaner.embed`), never in a Beam worker.
+run (:mod:`components.backbones.embed`), never in a Beam worker.
 """
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def curate_records(
     reason = not_pretrained_reason(settings.backbone, settings.weights)
     if reason:
         return phash_only(records, metas, settings, reason)
-    from keyclass.components.cleaner import embed
+    from keyclass.components.backbones import embed
 
     try:
         embedder = embed.Embedder.build(

@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from keyclass.components import layout
+from keyclass.components.backbones.pixels import decode_image  # noqa: F401 - the training pixels, re-exported
 
 # Cache decoded uint8 images in memory when they take less than this.
 CACHE_LIMIT_BYTES = 4 * 1024**3
@@ -32,15 +33,6 @@ def list_files(file_patterns: list[str] | str) -> list[str]:
 
 def count_records(files: list[str]) -> int:
     return sum(1 for _ in tf.data.TFRecordDataset(files, compression_type="GZIP"))
-
-
-def decode_image(encoded: tf.Tensor, image_size: int) -> tf.Tensor:
-    """One cleaned JPEG -> (S,S,3) uint8 pixels: exactly what training sees. The cleaner's
-    curation step embeds images through this same function, so its embeddings are of
-    the training pixels."""
-    img = tf.io.decode_jpeg(encoded, channels=3)
-    img = tf.image.resize(img, [image_size, image_size], antialias=True)  # no-op at cleaned size
-    return tf.cast(tf.clip_by_value(tf.round(img), 0, 255), tf.uint8)
 
 
 def make_augmenter(seed: int) -> keras.Sequential:

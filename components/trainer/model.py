@@ -9,7 +9,7 @@ import dataclasses
 
 import keras
 
-from keyclass.components.trainer.backbones import Backbone, build_backbone
+from keyclass.components.backbones import Backbone, build_backbone
 
 
 @dataclasses.dataclass

@@ -23,9 +23,9 @@ import tensorflow as tf
 from absl import logging
 
 from keyclass.components import embeddings, layout
+from keyclass.components.backbones import Backbone
 from keyclass.components.embeddings import StoredEmbeddings
 from keyclass.components.trainer import data
-from keyclass.components.trainer.backbones import Backbone
 from keyclass.components.trainer.train import features_dataset
 
 _FEATURES = {

@@ -193,7 +193,7 @@ def test_weights_that_cannot_be_loaded_fall_back_loudly():
         ("cat", "dog"), image_size=64, backbone="resnet50", weights="imagenet", min_width=64, min_height=64
     )
     with mock.patch(
-        "keyclass.components.cleaner.embed.Embedder.build",
+        "keyclass.components.backbones.embed.Embedder.build",
         side_effect=Exception("URL fetch failure on storage.googleapis.com"),
     ):
         result = curation.curate_records(records, metas, settings, lambda wanted: jpegs)

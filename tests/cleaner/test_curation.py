@@ -242,7 +242,7 @@ def test_reused_embeddings_equal_the_backbones_pooled_maps(cleaned):
 
 
 def test_embeddings_of_other_pixels_or_weights_are_not_reused(cleaned):
-    from keyclass.components.trainer.backbones import build_backbone
+    from keyclass.components.backbones import build_backbone
 
     out, _, _ = cleaned
     uri = out["examples"].uri

@@ -1,4 +1,6 @@
-"""Backbones: a feature extractor that takes float pixels in 0..255 and returns the last
+"""Backbones: the pretrained networks that both the cleaner (curation embeddings) and
+the Trainer (the frozen feature extractor) use, so neither component reaches into the
+other. A backbone is a feature extractor that takes float pixels in 0..255 and returns the last
 conv feature map, the map Grad-CAM explains.
 
 ``build_backbone(name, image_size, weights)`` is the one entry point. ``weights`` is
@@ -65,7 +67,7 @@ def _resnet50(image_size: int, weights: str) -> Backbone:
 
 
 def _efficientnet_lite0(image_size: int, weights: str) -> Backbone:
-    from keyclass.components.trainer.backbones import efficientnet_lite0 as lite0
+    from keyclass.components.backbones import efficientnet_lite0 as lite0
 
     w = None if weights == "none" else weights
     model = lite0.build_efficientnet_lite0(input_shape=(image_size, image_size, 3), weights=w, include_top=False)

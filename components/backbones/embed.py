@@ -1,9 +1,9 @@
 """The curation step's one backbone pass: cleaned model JPEGs -> embeddings.
 
 Runs in the executor process, batched (never in a Beam worker: TensorFlow stays out of
-them). Each image is decoded by the trainer's own ``data.decode_image`` (the pixels
-training sees) and goes once through the configured backbone with its weights, the
-network phase 1 will freeze. From that one forward pass come two embeddings:
+them). Each image is decoded by ``pixels.decode_image`` (the pixels training sees)
+and goes once through the configured backbone with its weights, the network phase 1
+will freeze. From that one forward pass come two embeddings:
 
 - ``pooled``: the feature map, global-average pooled (C values): what the phase-1 head's
   first layer computes. Label issues are found on it, and the Trainer reuses it.
@@ -22,8 +22,8 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
-from keyclass.components.trainer import data
-from keyclass.components.trainer.backbones import Backbone, build_backbone
+from keyclass.components.backbones import Backbone, build_backbone
+from keyclass.components.backbones.pixels import decode_image
 
 LAYOUT_DIMS = 128
 PROJECTION_SEED = 20240613  # fixed: equal images give equal layouts in every run
@@ -71,7 +71,7 @@ class Embedder:
         size = self.image_size
         ds = (
             tf.data.Dataset.from_tensor_slices(tf.constant(list(jpegs), dtype=tf.string))
-            .map(lambda b: data.decode_image(b, size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .map(lambda b: decode_image(b, size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .batch(self.batch_size)
             .map(lambda x: tf.cast(x, tf.float32))
             .prefetch(tf.data.AUTOTUNE)

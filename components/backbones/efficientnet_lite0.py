@@ -30,7 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keyclass.components.trainer.backbones.torch_legacy import load_legacy_state_dict
+from keyclass.components.backbones.torch_legacy import load_legacy_state_dict
 
 # Layer whose output is the last conv feature map (7x7x1280 at 224): head conv + BN + ReLU6.
 LAST_CONV_LAYER = "top_activation"

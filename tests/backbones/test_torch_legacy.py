@@ -11,7 +11,7 @@ import struct
 import numpy as np
 import pytest
 
-from keyclass.components.trainer.backbones.torch_legacy import (
+from keyclass.components.backbones.torch_legacy import (
     LEGACY_MAGIC,
     LEGACY_PROTOCOL,
     TorchLegacyFormatError,

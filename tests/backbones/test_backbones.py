@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keyclass.components.trainer import backbones
+from keyclass.components import backbones
 
 
 def test_resnet50_loads_a_weights_file(tmp_path):

@@ -12,14 +12,14 @@ import pytest
 import skimage.data
 import tensorflow as tf
 
-from keyclass.components.trainer.backbones.efficientnet_lite0 import (
+from keyclass.components.backbones.efficientnet_lite0 import (
     LAST_CONV_LAYER,
     build_efficientnet_lite0,
     load_state_dict,
     weight_map,
     wheel_weights_path,
 )
-from keyclass.components.trainer.backbones.torch_legacy import load_legacy_state_dict
+from keyclass.components.backbones.torch_legacy import load_legacy_state_dict
 
 IMAGENET_CATS = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 IMAGENET_COFFEE = (967, 968)  # espresso, cup
