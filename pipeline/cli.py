@@ -14,7 +14,7 @@ from keyclass.pipeline.config import ConfigError, KeyclassConfig, load_config
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML/JSON configuration file (see pipeline/config.py)")
+    p.add_argument("--config", help="YAML/JSON configuration file (see docs/configuration.md)")
     p.add_argument(
         "--home", help="keyclass home: pipelines, metadata and models (env KEYCLASS_HOME, default ~/.keyclass)"
     )

@@ -1,4 +1,4 @@
-"""The offline end-to-end demo (the README's main-job command).
+"""The offline end-to-end demo (the README's main-job command, `make demo`).
 
 It starts the loopback demo search engine serving generated images of a few shape
 classes, with what real searches return mixed in: one result in twelve a near copy of

@@ -1,7 +1,7 @@
 """The cleaner's settings: the ``clean.*`` configuration section and the validated
 values the executor runs with (no TFX import: Beam workers load this module).
 
-Curation settings (see the README's cleaner section for why each default is what it is):
+Curation settings (see docs/curation.md for why each default is what it is):
 
 - ``curate``: use the configured backbone's embeddings to confirm near duplicates and to
   find label issues, when the backbone has pretrained weights (``train.backbone`` and
@@ -64,7 +64,7 @@ class CleanConfig:
     # running mode (worker processes: seconds to start each, paid back only on large
     # jobs). 0: always the configured mode. See running.direct_running_args.
     direct_threads_up_to: int = 20_000
-    # Curation with the backbone's embeddings (module docstring; README "What the cleaner removes").
+    # Curation with the backbone's embeddings (module docstring; docs/curation.md).
     curate: bool = True
     near_duplicate_candidate_distance: int = 20
     near_duplicate_close_distance: int = 12

@@ -1,4 +1,4 @@
-"""Every source form the README documents works as written there, and one rule matches
+"""Every source form docs/configuration.md documents works as written there, and one rule matches
 class names to folder and file names everywhere: the command line's early check, the
 crawler's sources and prediction truth (underscores, spaces and case do not matter)."""
 
@@ -19,9 +19,9 @@ from keyclass.pipeline.predict import truth
 from tests.crawler.conftest import make_cfg
 from tests.fixtures import images as fx
 
-README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+DOCS = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
 
-# Copied from README.md; the first test checks they are still there, word for word.
+# Copied from docs/configuration.md; the first test checks they are still there, word for word.
 URLS_PER_KEYWORD = "urls:lists/{keyword}.txt"
 URLS_FILE_FORM = "urls:FILE"
 URLS_LINE_FORM = "keyword<TAB>url"
@@ -34,7 +34,7 @@ SPELLINGS = ["golden retriever", "golden_retriever", "Golden_Retriever", "GOLDEN
 
 def test_the_forms_are_the_readme_s():
     for form in (URLS_PER_KEYWORD, URLS_FILE_FORM, URLS_LINE_FORM, FOLDER_FORM, CONFIG_FOLDER):
-        assert form in README, form
+        assert form in DOCS, form
 
 
 def _cfg(*sources: str, **over):
@@ -42,7 +42,7 @@ def _cfg(*sources: str, **over):
 
 
 def _readme_yaml() -> dict:
-    (block,) = re.findall(r"```yaml\n(.*?)```", README, re.S)
+    (block,) = re.findall(r"```yaml\n(.*?)```", DOCS, re.S)
     return yaml.safe_load(block)
 
 

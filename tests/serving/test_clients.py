@@ -233,7 +233,7 @@ def test_factory_picks_the_transport(standin, served_models, exported_model):
 
 
 def test_rest_row_and_columnar_formats_agree(standin, served_models, images):
-    """The two REST bodies serving/README.md shows give the same answers."""
+    """The two REST bodies docs/serving.md shows give the same answers."""
     import base64
     import json as json_lib
     import urllib.request
